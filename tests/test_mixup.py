@@ -1,0 +1,213 @@
+"""Spec of the mixup surgery (section 3.1, low-rank alpha): apply, formula, gradients, merge, errors."""
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from agwm_betty.mixup import (
+    MixupLinear, alpha_parameters, alpha_state_dict, apply_mixup, clamp_alphas_, load_alphas,
+    merge_mixup, mixup_layers, save_alphas, task_parameters,
+)
+from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
+
+
+def logits(model, arch):
+    with torch.no_grad():
+        return model(**tiny_batch(arch)).logits
+
+
+def set_alphas(model, value=None, seed=0):
+    """Alphas to a constant, or uniform in [0, 1] when value is None."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in alpha_parameters(model):
+            p.copy_(torch.full_like(p, value) if value is not None else torch.rand(p.shape, generator=g))
+
+
+def perturb_task_weights(model, seed=1):
+    """Move W away from W0 so that the two branches of the mixup differ."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in mixup_layers(model).values():
+            layer.weight.add_(0.05 * torch.randn(layer.weight.shape, generator=g))
+
+
+def dense_reference(mixed, plain):
+    """A plain model whose weights are the formula computed densely from the mixup model's tensors."""
+    with torch.no_grad():
+        for name, layer in mixup_layers(mixed).items():
+            a = layer.alpha1 @ layer.alpha2
+            b = (1 - layer.alpha1) @ (1 - layer.alpha2)
+            if layer.fan_in_fan_out:
+                a, b = a.t(), b.t()
+            plain.get_submodule(name).weight.copy_(a * layer.weight + b * layer.weight0)
+            if layer.bias is not None:
+                plain.get_submodule(name).bias.copy_(layer.bias)
+    return plain
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_alphas_exactly_one_reproduce_the_untouched_model(arch):
+    model = tiny_model(arch)
+    expected = logits(model, arch)
+    apply_mixup(model, init_std=0.0)
+    assert mixup_layers(model), "no layer was mixed"
+    torch.testing.assert_close(logits(model, arch), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_alphas_one_use_task_weights_and_zero_use_pretrained(arch):
+    model = apply_mixup(tiny_model(arch))
+    perturb_task_weights(model)
+    with_task_weights = tiny_model(arch)
+    with torch.no_grad():
+        for name, layer in mixup_layers(model).items():
+            with_task_weights.get_submodule(name).weight.copy_(layer.weight)
+    set_alphas(model, 1.0)
+    torch.testing.assert_close(logits(model, arch), logits(with_task_weights, arch), atol=1e-6, rtol=1e-5)
+    set_alphas(model, 0.0)
+    torch.testing.assert_close(logits(model, arch), logits(tiny_model(arch), arch), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("rank", [1, 3])
+def test_random_alphas_match_the_dense_formula(arch, rank):
+    model = apply_mixup(tiny_model(arch), rank=rank)
+    perturb_task_weights(model)
+    set_alphas(model)
+    reference = dense_reference(model, tiny_model(arch))
+    torch.testing.assert_close(logits(model, arch), logits(reference, arch), atol=1e-5, rtol=1e-5)
+
+
+def test_default_init_is_normal_around_one_clipped_to_unit_interval():
+    torch.manual_seed(0)
+    model = apply_mixup(tiny_model("bert"), init_std=0.005)
+    values = torch.cat([p.flatten() for p in alpha_parameters(model)])
+    assert values.max() <= 1.0 and values.min() >= 0.97
+    assert (values == 1.0).float().mean() > 0.3  # about half of N(1, .005) is clipped at 1
+    assert values.std() > 0
+
+
+def test_shapes_and_frozen_pretrained_copy():
+    model = apply_mixup(tiny_model("bert"), rank=2)
+    layer = model.bert.encoder.layer[0].intermediate.dense
+    assert isinstance(layer, MixupLinear)
+    assert layer.alpha1.shape == (37, 2) and layer.alpha2.shape == (2, 32)
+    torch.testing.assert_close(layer.weight, layer.weight0)
+    assert not layer.weight0.requires_grad
+    assert all(p is not layer.weight0 for p in model.parameters())
+    assert not any(k.endswith("weight0") for k in model.state_dict())  # stored once, not saved
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "bart"])
+def test_gradients_reach_task_weights_and_alphas_never_pretrained(arch):
+    model = apply_mixup(tiny_model(arch).train())
+    set_alphas(model)
+    model(**tiny_batch(arch)).logits.sum().backward()
+    for layer in mixup_layers(model).values():
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+        assert layer.alpha1.grad is not None and layer.alpha2.grad is not None
+        assert layer.weight0.grad is None
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_task_and_alpha_parameters_partition_the_trainable_ones(arch):
+    model = apply_mixup(tiny_model(arch))
+    task, alphas = task_parameters(model), alpha_parameters(model)
+    ids_task, ids_alpha = {id(p) for p in task}, {id(p) for p in alphas}
+    assert not ids_task & ids_alpha
+    assert ids_task | ids_alpha == {id(p) for p in model.parameters() if p.requires_grad}
+    assert len(alphas) == 2 * len(mixup_layers(model))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_task_heads_are_not_mixed(arch):
+    model = apply_mixup(tiny_model(arch))
+    for name in mixup_layers(model):
+        assert not any(h in name for h in ("classifier", "classification_head", "score", "sequence_summary", "logits_proj"))
+
+
+def test_clamp_projects_alphas_onto_unit_interval():
+    model = apply_mixup(tiny_model("bert"))
+    with torch.no_grad():
+        alpha_parameters(model)[0].fill_(1.7)
+        alpha_parameters(model)[1].fill_(-0.3)
+    clamp_alphas_(model)
+    assert alpha_parameters(model)[0].max() == 1.0 and alpha_parameters(model)[1].min() == 0.0
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_merge_matches_mixup_output_and_leaves_plain_layers(arch):
+    model = apply_mixup(tiny_model(arch))
+    perturb_task_weights(model)
+    set_alphas(model)
+    expected = logits(model, arch)
+    merged = merge_mixup(model)
+    assert not mixup_layers(merged)
+    assert not any("alpha" in n for n, _ in merged.named_parameters())
+    torch.testing.assert_close(logits(merged, arch), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_merged_model_round_trips_through_plain_transformers(arch, tmp_path):
+    model = apply_mixup(tiny_model(arch))
+    perturb_task_weights(model)
+    set_alphas(model)
+    expected = logits(model, arch)
+    merge_mixup(model).save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(logits(reloaded, arch), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_alpha_state_saves_and_loads_on_its_own(tmp_path):
+    source = apply_mixup(tiny_model("bert"))
+    set_alphas(source, seed=3)
+    save_alphas(source, tmp_path / "alphas.pt")
+    target = apply_mixup(tiny_model("bert"))
+    load_alphas(target, tmp_path / "alphas.pt")
+    for key, value in alpha_state_dict(source).items():
+        torch.testing.assert_close(alpha_state_dict(target)[key], value)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_alphas(apply_mixup(tiny_model("bert"), target_modules=["query"]), tmp_path / "alphas.pt")
+
+
+def test_target_modules_narrow_the_choice_by_name():
+    model = apply_mixup(tiny_model("bert"), target_modules=["query", "value"])
+    assert sorted({n.rsplit(".", 1)[-1] for n in mixup_layers(model)}) == ["query", "value"]
+    regex = apply_mixup(tiny_model("bert"), target_modules=r".*layer\.1\.output\.dense")
+    assert list(mixup_layers(regex)) == ["bert.encoder.layer.1.output.dense"]
+
+
+def test_frozen_alphas_cost_no_gradient_and_refresh_when_changed():
+    model = apply_mixup(tiny_model("bert"))
+    for p in alpha_parameters(model):
+        p.requires_grad_(False)
+    before = logits(model, "bert")
+    set_alphas(model, 0.5)  # in-place change must invalidate the cached W0 term
+    after = logits(model, "bert")
+    assert not torch.allclose(before, after)
+    reference = dense_reference(model, tiny_model("bert"))
+    torch.testing.assert_close(after, logits(reference, "bert"), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"rank": 0}, "rank"), ({"init_std": -0.1}, "init_std"), ({"target_modules": ["nope"]}, "matched no")],
+)
+def test_bad_input_raises_and_leaves_model_unchanged(kwargs, message):
+    model = tiny_model("bert")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modules_before = [type(m) for m in model.modules()]
+    with pytest.raises(ValueError, match=message):
+        apply_mixup(model, **kwargs)
+    assert [type(m) for m in model.modules()] == modules_before
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_applying_mixup_twice_is_an_error():
+    model = apply_mixup(tiny_model("bert"))
+    layers = list(mixup_layers(model))
+    with pytest.raises(ValueError, match="already applied"):
+        apply_mixup(model)
+    assert list(mixup_layers(model)) == layers

@@ -1,0 +1,142 @@
+"""One config object for every method: the paper's defaults (appendix D, BERT-large) and checks."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+# Betty 0.2.1's hypergradients that apply to a differentiable outer loss. Its `reinforce` is
+# unfinished (its signature lacks the `sync` argument the engine passes) and meant for sampling.
+HYPERGRADIENTS = ("darts", "sama", "neumann", "cg")
+PRECISIONS = ("fp32", "bf16", "fp16")
+STRATEGIES = ("default", "distributed", "zero", "fsdp")
+
+
+def _f(default, help: str, **kw):
+    """A dataclass field carrying its `--help` text (the CLI is generated from these)."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    """Hyperparameters of the search phase, the finetune phase and every baseline (paper defaults)."""
+
+    # shared training recipe (finetune phase, vanilla and baselines; appendix D.2)
+    lr: float = _f(2e-5, "learning rate of the task weights W (finetune phase, vanilla, baselines)")
+    epochs: float = _f(3.0, "epochs of the finetune phase / of vanilla finetuning")
+    max_steps: int = _f(0, "if > 0, cap every training phase at this many steps (smoke tests)")
+    warmup_ratio: float = _f(0.1, "linear warmup, as a fraction of a phase's steps")
+    weight_decay: float = _f(0.01, "decoupled weight decay on W (not on biases / LayerNorm)")
+    batch_size: int = _f(16, "batch size")
+    max_length: int = _f(128, "maximum sequence length in tokens")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm for W (0 = off)")
+    eval_batch_size: int = _f(64, "batch size for evaluation")
+
+    # search phase (section 3.2, appendix A and D.1)
+    K: int = _f(5, "number of random BLO-train / BLO-val splits whose search results are averaged")
+    split_ratio: float = _f(0.8, "BLO-train share of the training set in each split")
+    search_epochs: float = _f(3.0, "epochs of the search phase over BLO-train")
+    search_lr: float = _f(2e-5, "learning rate of W in the search phase (inner problem)")
+    alpha_lr: float = _f(2e-3, "learning rate of alpha (outer problem)")
+    alpha_weight_decay: float = _f(0.01, "weight decay on alpha (lambda_2)")
+    alpha_beta1: float = _f(0.9, "AdamW beta1 for alpha")
+    alpha_beta2: float = _f(0.999, "AdamW beta2 for alpha")
+    alpha_eps: float = _f(1e-8, "AdamW epsilon for alpha")
+    hypergradient: str = _f("darts", f"Betty hypergradient method: {', '.join(HYPERGRADIENTS)}")
+    unroll_steps: int = _f(1, "inner steps per outer step")
+    darts_alpha: float = _f(0.01, "finite-difference radius of darts/sama (eps = radius / ||v||)")
+    average_task_weights: bool = _f(True, "average the task weights W over the K searches too")
+    rank: int = _f(1, "rank r of the alpha factorisation alpha1 @ alpha2")
+    alpha_init_mean: float = _f(1.0, "mean of the alpha init N(mean, std)")
+    alpha_init_std: float = _f(0.005, "std of the alpha init N(mean, std)")
+    sigma: float = _f(0.005, "random-alpha: std of the frozen alphas N(1, sigma)")
+
+    # baselines (appendix D.3 search spaces; defaults are common choices inside them)
+    mixout_p: float = _f(0.1, "mixout: probability of swapping a weight for its pretrained value")
+    r3f_eps: float = _f(1e-5, "r3f: scale of the noise on the input embeddings")
+    r3f_lambda: float = _f(1.0, "r3f: weight of the symmetric KL term")
+    r3f_noise: str = _f("normal", "r3f: noise type, normal or uniform")
+    rdrop_alpha: float = _f(1.0, "rdrop: weight of the symmetric KL between two dropout passes")
+    reinit_layers: int = _f(3, "reinit: number of top encoder layers re-initialised (plus the pooler)")
+    child_p: float = _f(0.3, "child-tuning-d: fraction p_D of parameters kept in the child network")
+    dps_p: float = _f(0.3, "dps: fraction of each weight matrix updated in a sparse period")
+    dps_ur: float = _f(0.1, "dps: update ratio, the period length as a fraction of the steps")
+    lora_r: int = _f(8, "lora: rank")
+    lora_alpha: int = _f(16, "lora: scaling alpha")
+    lora_dropout: float = _f(0.1, "lora: dropout")
+    peft_lr: float = _f(0.0, "lora/prefix/prompt: learning rate (0 = use --lr)")
+    num_virtual_tokens: int = _f(20, "prefix/prompt: number of virtual tokens")
+    soup_size: int = _f(5, "soup: number of vanilla models averaged")
+
+    # systems
+    precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (bf16/fp16 need a GPU)")
+    strategy: str = _f("default", f"Betty strategy: {', '.join(STRATEGIES)} (launch with torchrun)")
+    device: str = _f("", "device (empty = cuda if available, else cpu)")
+    progress: bool = _f(True, "show progress bars")
+
+    def validate(self) -> "Config":
+        """Raise ValueError on any invalid value before training starts; return self."""
+        positive = ("lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        non_negative = (
+            "epochs", "search_epochs", "max_steps", "weight_decay", "alpha_weight_decay",
+            "max_grad_norm", "alpha_init_std", "sigma", "r3f_eps", "r3f_lambda", "rdrop_alpha",
+            "reinit_layers", "darts_alpha", "peft_lr", "lora_dropout",
+        )
+        for name in non_negative:
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if not (isinstance(self.K, int) and self.K >= 1):
+            raise ValueError(f"K must be an integer >= 1, got {self.K!r}")
+        if not 0 < self.split_ratio < 1:
+            raise ValueError(f"split_ratio must be in (0, 1), got {self.split_ratio!r}")
+        if self.hypergradient == "reinforce":
+            raise ValueError(
+                "hypergradient 'reinforce' does not apply: it is for non-differentiable (sampled) "
+                f"outer losses and unfinished in Betty 0.2.1; choose from {', '.join(HYPERGRADIENTS)}"
+            )
+        if self.hypergradient not in HYPERGRADIENTS:
+            raise ValueError(f"unknown hypergradient {self.hypergradient!r}; choose from {', '.join(HYPERGRADIENTS)}")
+        for name in ("unroll_steps", "rank", "lora_r", "lora_alpha", "num_virtual_tokens", "soup_size"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("mixout_p", "child_p", "dps_p", "dps_ur"):
+            if not 0 < getattr(self, name) < 1 and not (name == "mixout_p" and getattr(self, name) == 0):
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        for name in ("alpha_beta1", "alpha_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.r3f_noise not in ("normal", "uniform"):
+            raise ValueError(f"r3f_noise must be 'normal' or 'uniform', got {self.r3f_noise!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        return self
+
+    def to_dict(self, names: tuple[str, ...] | None = None) -> dict:
+        """Plain dict of all (or the named) fields, for result records."""
+        data = asdict(self)
+        return data if names is None else {k: data[k] for k in names}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+# The fields every training run depends on; methods add their own (see methods.Method.hparams).
+TRAINING_FIELDS = (
+    "lr", "epochs", "max_steps", "warmup_ratio", "weight_decay", "batch_size", "max_length",
+    "max_grad_norm", "precision",
+)
+SEARCH_FIELDS = (
+    "K", "split_ratio", "search_epochs", "search_lr", "unroll_steps", "average_task_weights",
+)
+ALPHA_FIELDS = (
+    "alpha_lr", "alpha_weight_decay", "alpha_beta1", "alpha_beta2", "alpha_eps", "hypergradient",
+    "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std",
+)

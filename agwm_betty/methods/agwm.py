@@ -1,0 +1,108 @@
+"""The method (search + finetune) and its ablations: random-alpha, vanilla-matched, joint training."""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from agwm_betty.config import ALPHA_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
+from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
+from agwm_betty.mixup import (
+    alpha_parameters, alpha_state_dict, apply_mixup, clamp_alphas_, named_task_parameters,
+    set_alphas_trainable,
+)
+from agwm_betty.search import finetune_phase, search_phase
+from agwm_betty.train import Hooks, decay_groups
+
+
+class TwoPhase(Method):
+    """Search phase on K splits, K-average, finetune phase: shared by agwm and its controls."""
+
+    mixup = True
+    learn_alpha = True
+
+    def alpha_init(self, ctx: RunContext) -> tuple[float, float]:
+        return ctx.cfg.alpha_init_mean, ctx.cfg.alpha_init_std
+
+    def run(self, ctx: RunContext) -> RunResult:
+        cfg = ctx.cfg
+        model = ctx.new_model()
+        if self.mixup:
+            mean, std = self.alpha_init(ctx)
+            apply_mixup(model, rank=cfg.rank, init_mean=mean, init_std=std, exclude_modules=ctx.exclude_modules)
+        alphas_before = alpha_state_dict(model)
+        search = search_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, learn_alpha=self.learn_alpha)
+        started = time.perf_counter()
+        losses = finetune_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed)
+        times = {"search": search.seconds, "finetune": time.perf_counter() - started}
+        steps = {"search": search.steps_per_split * cfg.K, "search_per_split": search.steps_per_split,
+                 "finetune": len(losses)}
+        return self.result(ctx, model, times, steps, **_diagnostics(search, alphas_before, model))
+
+
+def _diagnostics(search, alphas_before: dict, model: nn.Module) -> dict:
+    """Did the alphas move, did the outer loss fall: the first questions when agwm does not help."""
+    out = {}
+    after = alpha_state_dict(model)
+    if after:
+        out["alpha_max_abs_change"] = max((after[k] - alphas_before[k]).abs().max().item() for k in after)
+    for level, traces in (("inner", search.inner_losses), ("outer", search.outer_losses)):
+        traces = [t for t in traces if t]
+        if traces:
+            tenth = max(1, min(len(t) for t in traces) // 10)
+            out[f"{level}_loss_first"] = float(torch.tensor([t[:tenth] for t in traces]).mean())
+            out[f"{level}_loss_last"] = float(torch.tensor([t[-tenth:] for t in traces]).mean())
+    return out
+
+
+class AGWM(TwoPhase):
+    name = "agwm"
+    description = "attention-guided weight mixup, alpha learned by bi-level optimisation (the paper)"
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ALPHA_FIELDS
+
+
+class RandomAlpha(TwoPhase):
+    name = "random-alpha"
+    description = "ablation: alphas ~ N(1, sigma) clipped to [0, 1] and frozen; same pipeline as agwm"
+    learn_alpha = False
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ("rank", "sigma")
+
+    def alpha_init(self, ctx: RunContext) -> tuple[float, float]:
+        return 1.0, ctx.cfg.sigma
+
+
+class VanillaMatched(TwoPhase):
+    name = "vanilla-matched"
+    description = "control: no mixup, same search-phase updates, K-averaging and finetune as agwm"
+    mixup = False
+    learn_alpha = False
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS
+
+
+class JointHooks(Hooks):
+    def after_step(self, model: nn.Module, step: int) -> None:
+        clamp_alphas_(model)
+
+
+class Joint(FinetuneMethod):
+    name = "joint"
+    description = "ablation: W and alpha trained together on the whole training set, no BLO"
+    hparams = TRAINING_FIELDS + ALPHA_FIELDS
+
+    def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        cfg = ctx.cfg
+        apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
+                    exclude_modules=ctx.exclude_modules)
+        return model
+
+    def param_groups(self, model: nn.Module, ctx: RunContext) -> list[dict]:
+        cfg = ctx.cfg
+        set_alphas_trainable(model, True)
+        alpha_group = {"params": alpha_parameters(model), "lr": cfg.alpha_lr,
+                       "weight_decay": cfg.alpha_weight_decay, "betas": (cfg.alpha_beta1, cfg.alpha_beta2),
+                       "eps": cfg.alpha_eps}
+        return decay_groups(named_task_parameters(model), cfg.weight_decay) + [alpha_group]
+
+    def hooks(self, model: nn.Module, ctx: RunContext) -> Hooks:
+        return JointHooks()

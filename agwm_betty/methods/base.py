@@ -1,0 +1,126 @@
+"""The interface every method implements, and the single-phase methods built on the shared loop."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from agwm_betty.config import TRAINING_FIELDS, Config
+from agwm_betty.data import TaskSpec, make_loader
+from agwm_betty.metrics import compute_metrics
+from agwm_betty.mixup import HEAD_MODULES, alpha_summary
+from agwm_betty.search import finetune_phase
+from agwm_betty.train import Hooks, predict
+
+ModelFactory = Callable[[], "tuple[nn.Module, list[str]]"]
+
+
+@dataclass
+class RunContext:
+    """Everything one run needs: a model factory, the tokenised task data, the config and the seed."""
+
+    spec: TaskSpec
+    train: Any  # tokenised datasets.Dataset
+    eval: Any
+    tokenizer: Any
+    cfg: Config
+    seed: int
+    model_factory: ModelFactory  # returns (fresh PLM classifier, names of its new head modules)
+    new_modules: list[str] = field(default_factory=list)
+
+    def new_model(self) -> nn.Module:
+        """A fresh PLM with the task head; the seed decides the head's init (and dropout masks)."""
+        from transformers import set_seed
+
+        set_seed(self.seed)
+        model, self.new_modules = self.model_factory()
+        return model
+
+    @property
+    def exclude_modules(self) -> tuple[str, ...]:
+        """Modules mixup and similar surgery must leave alone: the task head, whatever its name."""
+        return HEAD_MODULES + tuple(self.new_modules)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """All metrics of the task on the evaluation set (0-100 scale)."""
+        loader = make_loader(self.eval, self.tokenizer, self.cfg.eval_batch_size, shuffle=False)
+        predictions, labels = predict(model, loader, self.cfg)
+        return compute_metrics(self.spec, predictions.numpy(), labels.numpy())
+
+
+@dataclass
+class RunResult:
+    """One finished run: metrics, the learned alphas (summary), timings and diagnostics."""
+
+    metrics: dict[str, float]
+    metric: float
+    alphas: dict | None
+    time: dict[str, float]
+    steps: dict[str, int]
+    diagnostics: dict = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+class Method:
+    """A finetuning method: `run` trains a fresh model for one (task, n, seed) and evaluates it."""
+
+    name: str = ""
+    description: str = ""
+    hparams: tuple[str, ...] = TRAINING_FIELDS  # the config fields this method's results depend on
+
+    def run(self, ctx: RunContext) -> RunResult:
+        raise NotImplementedError
+
+    def applies_to(self, spec: TaskSpec) -> str | None:
+        """None if the method applies to the task, else the reason it does not."""
+        return None
+
+    def result(self, ctx: RunContext, model: nn.Module, times: dict, steps: dict, **diagnostics) -> RunResult:
+        """Evaluate `model` and package the run."""
+        started = time.perf_counter()
+        metrics = ctx.evaluate(model)
+        times = {**times, "eval": time.perf_counter() - started}
+        times["total"] = sum(times.values())
+        return RunResult(metrics, metrics[ctx.spec.metric], alpha_summary(model), times, steps, diagnostics, model)
+
+
+class FinetuneMethod(Method):
+    """Single-phase methods: prepare the model, train it with hooks in the shared loop, evaluate.
+    A baseline overrides `prepare` (surgery), `hooks` (loss, gradient masks), `param_groups`
+    (what trains) or `finalize` (e.g. merge); it never copies the loop."""
+
+    name = "vanilla"
+    description = "standard finetuning of all weights (Devlin et al. 2018 recipe)"
+
+    def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        return model
+
+    def hooks(self, model: nn.Module, ctx: RunContext) -> Hooks:
+        return Hooks()
+
+    def param_groups(self, model: nn.Module, ctx: RunContext) -> list[dict] | None:
+        """None = every task parameter, with the usual no-decay set."""
+        return None
+
+    def learning_rate(self, ctx: RunContext) -> float:
+        return ctx.cfg.lr
+
+    def finalize(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        return model
+
+    def train(self, ctx: RunContext) -> tuple[nn.Module, dict, dict]:
+        """Prepare, train and finalize a fresh model: (model, times, steps)."""
+        started = time.perf_counter()
+        model = self.prepare(ctx.new_model(), ctx)
+        losses = finetune_phase(
+            model, ctx.train, ctx.tokenizer, ctx.cfg, seed=ctx.seed, hooks=self.hooks(model, ctx),
+            groups=self.param_groups(model, ctx), lr=self.learning_rate(ctx),
+        )
+        model = self.finalize(model, ctx)
+        return model, {"finetune": time.perf_counter() - started}, {"finetune": len(losses)}
+
+    def run(self, ctx: RunContext) -> RunResult:
+        model, times, steps = self.train(ctx)
+        return self.result(ctx, model, times, steps)

@@ -1,0 +1,208 @@
+"""Spec of the bi-level search (Betty problems), K-split averaging and the finetune phase."""
+import math
+
+import pytest
+import torch
+
+from agwm_betty.config import Config
+from agwm_betty.methods import RunContext, get_method
+from agwm_betty.mixup import (
+    alpha_parameters, alpha_state_dict, apply_mixup, mixup_layers, set_alphas_trainable, task_parameters,
+)
+from agwm_betty.search import _split_engine, average_states, finetune_phase, search_phase
+from agwm_betty.train import DivergenceError, decay_groups, train_loop
+from agwm_betty.mixup import named_task_parameters
+from agwm_betty.data import make_loader
+from synthetic import REGRESSION_SPEC, SPEC, synthetic_task
+from tiny_models import tiny_model
+
+FAST = dict(K=2, search_epochs=1, epochs=1, progress=False, batch_size=8)
+
+
+def mixup_model(seed=0):
+    torch.manual_seed(seed)
+    return apply_mixup(tiny_model("bert").train())
+
+
+def clone_params(params):
+    return [p.detach().clone() for p in params]
+
+
+def assert_unchanged(before, after, atol=0.0):
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=atol)
+
+
+def test_inner_step_never_changes_alphas_and_outer_step_never_changes_task_weights(tokenizer):
+    data = synthetic_task(40)
+    model = mixup_model()
+    cfg = Config(**FAST)
+    engine, _ = _split_engine(model, data.select(range(32)), data.select(range(32, 40)), tokenizer, cfg,
+                              seed=0, learn_alpha=True, desc="test")
+    alphas, task = clone_params(alpha_parameters(model)), clone_params(task_parameters(model))
+    w0 = [m.weight0.clone() for m in mixup_layers(model).values()]
+    engine.inner.one_step_descent()
+    assert_unchanged(alphas, alpha_parameters(model))
+    assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model)))
+
+    task = clone_params(task_parameters(model))
+    engine.outer.one_step_descent()
+    # darts perturbs W by +eps*v, -2eps*v, +eps*v and so restores it up to float round-off
+    assert_unchanged(task, task_parameters(model), atol=1e-6)
+    assert_unchanged(w0, [m.weight0 for m in mixup_layers(model).values()])
+    assert max((b - a).abs().max() for b, a in zip(alphas, alpha_parameters(model))) > 1e-5
+
+
+def pretrained_then_corrupted(tokenizer, data):
+    """W0 solves the task; the task weights W of layer 1's feed-forward are then scrambled, so the
+    right alphas there go towards 0 (keep the pretrained weight) while other layers may adapt."""
+    torch.manual_seed(0)
+    model = tiny_model("bert").train()
+    cfg = Config(progress=False, batch_size=16, warmup_ratio=0.0)
+    loader = make_loader(data, tokenizer, 16, shuffle=True)
+    train_loop(model, loader, decay_groups(model.named_parameters(), 0.0), cfg, steps=150, lr=3e-3)
+    apply_mixup(model)
+    corrupted = ["bert.encoder.layer.1.intermediate.dense", "bert.encoder.layer.1.output.dense"]
+    with torch.no_grad():
+        for name in corrupted:
+            weight = model.get_submodule(name).weight
+            weight.copy_(weight[torch.randperm(weight.shape[0])] * 3)
+    return model, corrupted
+
+
+def test_search_falls_outer_loss_and_moves_alphas_towards_pretrained_where_w_is_bad(tokenizer):
+    data = synthetic_task(160)
+    model, corrupted = pretrained_then_corrupted(tokenizer, data)
+    before = alpha_state_dict(model)
+    cfg = Config(K=1, search_epochs=6, search_lr=1e-6, alpha_lr=3e-2, warmup_ratio=0.0, progress=False,
+                 batch_size=16)
+    result = search_phase(model, data, tokenizer, cfg, seed=0)
+    outer = result.outer_losses[0]
+    assert sum(outer[-5:]) / 5 < 0.8 * sum(outer[:5]) / 5
+    after = alpha_state_dict(model)
+    moved = {k: (after[k] - before[k]).mean().item() for k in after}
+    bad = [moved[f"{n}.alpha1"] for n in corrupted]
+    good = [v for k, v in moved.items() if not any(k.startswith(n) for n in corrupted)]
+    assert max(bad) < -0.05, moved
+    assert max(bad) < min(good), moved
+
+
+@pytest.mark.parametrize("hypergradient", ["darts", "sama", "neumann", "cg"])
+def test_every_hypergradient_runs_and_keeps_alphas_finite_in_unit_interval(tokenizer, hypergradient):
+    model = mixup_model()
+    cfg = Config(**{**FAST, "K": 1}, hypergradient=hypergradient, alpha_lr=1e-2)
+    result = search_phase(model, synthetic_task(32), tokenizer, cfg)
+    alphas = torch.cat([p.flatten() for p in alpha_parameters(model)])
+    assert torch.isfinite(alphas).all() and alphas.min() >= 0 and alphas.max() <= 1
+    assert result.outer_losses[0], "the outer problem never stepped"
+
+
+def test_unroll_steps_sets_inner_steps_per_outer_step(tokenizer):
+    cfg = Config(**{**FAST, "K": 1, "search_epochs": 2}, unroll_steps=2)
+    result = search_phase(mixup_model(), synthetic_task(64), tokenizer, cfg)
+    assert len(result.inner_losses[0]) == result.steps_per_split == 14
+    assert len(result.outer_losses[0]) == 7
+
+
+def test_k_split_average_is_the_elementwise_mean(tokenizer):
+    model = mixup_model()
+    result = search_phase(model, synthetic_task(40), tokenizer, Config(**{**FAST, "K": 3}, alpha_lr=1e-2))
+    assert len(result.split_alphas) == 3
+    assert not torch.equal(*[s["bert.pooler.dense.alpha1"] for s in result.split_alphas[:2]])
+    for key, value in alpha_state_dict(model).items():
+        expected = sum(s[key].double() for s in result.split_alphas) / 3
+        torch.testing.assert_close(value, expected.float())
+
+
+def test_average_states_means_floats_and_keeps_integer_buffers():
+    states = [{"w": torch.full((2,), float(i)), "ids": torch.arange(3) + i} for i in range(4)]
+    averaged = average_states(states)
+    torch.testing.assert_close(averaged["w"], torch.full((2,), 1.5))
+    assert torch.equal(averaged["ids"], torch.arange(3))
+
+
+def test_task_weights_average_is_optional(tokenizer):
+    start = mixup_model()
+    initial = {n: p.detach().clone() for n, p in named_task_parameters(start)}
+    search_phase(start, synthetic_task(40), tokenizer, Config(**FAST, average_task_weights=False))
+    for name, p in named_task_parameters(start):
+        assert torch.equal(p.detach(), initial[name]), name
+
+
+def test_finetune_phase_leaves_alphas_bit_identical(tokenizer):
+    model = mixup_model()
+    with torch.no_grad():
+        for p in alpha_parameters(model):
+            p.uniform_(0, 1)
+    before = alpha_state_dict(model)
+    task_before = clone_params(task_parameters(model))
+    finetune_phase(model, synthetic_task(32), tokenizer, Config(**FAST))
+    after = alpha_state_dict(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad for p in alpha_parameters(model))
+    assert any(not torch.equal(b, a) for b, a in zip(task_before, task_parameters(model)))
+
+
+def context(tokenizer, cfg, seed=0, spec=SPEC, train=None):
+    return RunContext(spec, train or synthetic_task(48, seed=1), synthetic_task(24, seed=2), tokenizer, cfg,
+                      seed=seed, model_factory=lambda: (tiny_model("bert").train(), ["classifier"]))
+
+
+def test_same_seed_gives_identical_alphas_and_metrics(tokenizer):
+    cfg = Config(**FAST)
+    first = get_method("agwm").run(context(tokenizer, cfg))
+    second = get_method("agwm").run(context(tokenizer, cfg))
+    assert first.metrics == second.metrics
+    assert first.alphas == second.alphas
+    for (_, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters()):
+        assert torch.equal(a, b)
+
+
+def test_divergent_search_stops_with_phase_and_step(tokenizer):
+    model = mixup_model()
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight.fill_(float("nan"))
+    with pytest.raises(DivergenceError, match=r"step 1 of the search phase"):
+        search_phase(model, synthetic_task(32), tokenizer, Config(**FAST))
+
+
+def test_divergent_finetune_stops_with_phase_and_step(tokenizer):
+    data = synthetic_task(32, regression=True)
+    data = data.map(lambda row, i: {"labels": float("nan") if i == 20 else row["labels"]}, with_indices=True)
+    model = tiny_model("bert", num_labels=1).train()
+    with pytest.raises(DivergenceError, match=r"at step \d+ of the finetune phase"):
+        finetune_phase(model, data, tokenizer, Config(**FAST))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("K", 0), ("split_ratio", 1.0), ("split_ratio", 0.0), ("lr", -1e-5), ("alpha_lr", -1.0),
+     ("search_lr", 0.0), ("hypergradient", "magic"), ("hypergradient", "reinforce"), ("rank", 0)],
+)
+def test_invalid_config_raises_before_any_training(field, value):
+    with pytest.raises(ValueError, match=field if field != "hypergradient" else "hypergradient"):
+        Config(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("method", ["vanilla", "agwm", "joint", "random-alpha", "vanilla-matched"])
+def test_every_method_runs_and_reports_its_metric(tokenizer, method):
+    result = get_method(method).run(context(tokenizer, Config(**FAST)))
+    assert math.isfinite(result.metric) and 0 <= result.metric <= 100
+    assert (result.alphas is None) == (method in ("vanilla", "vanilla-matched"))
+    if method == "random-alpha":
+        assert result.diagnostics["alpha_max_abs_change"] == 0.0
+    if method == "joint":
+        assert all(0 <= p.min() and p.max() <= 1 for p in alpha_parameters(result.model))
+
+
+def test_random_alpha_samples_sigma_and_freezes_alphas(tokenizer):
+    result = get_method("random-alpha").run(context(tokenizer, Config(**FAST, sigma=0.45)))
+    assert result.alphas["std"] > 0.1
+    assert result.diagnostics["alpha_max_abs_change"] == 0.0
+
+
+def test_vanilla_matched_gets_as_many_task_updates_as_agwm(tokenizer):
+    cfg = Config(**FAST)
+    agwm = get_method("agwm").run(context(tokenizer, cfg))
+    matched = get_method("vanilla-matched").run(context(tokenizer, cfg))
+    assert matched.steps == agwm.steps

@@ -1,0 +1,144 @@
+"""Metrics agree with sklearn/scipy (x100) and have defined values on degenerate inputs."""
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn import metrics as skm
+
+from agwm_betty.data import GLUE_TASKS, DataError
+from agwm_betty.metrics import average_ranks, compute_metrics, main_metric
+
+# sklearn warns when a tiny random draw holds a single class; that case is part of the check
+pytestmark = pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
+
+SIZES = (2, 3, 7, 50, 333)
+SEEDS = range(6)
+
+
+def _binary(rng: np.random.Generator, size: int, positive_rate: float) -> np.ndarray:
+    return (rng.random(size) < positive_rate).astype(np.int64)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("positive_rate", (0.05, 0.5, 0.9))
+def test_binary_metrics_match_sklearn(size, positive_rate):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        labels = _binary(rng, size, positive_rate)
+        preds = _binary(rng, size, positive_rate)
+        got = compute_metrics(("mcc", "f1", "accuracy"), preds, labels)
+        assert got["mcc"] == pytest.approx(100 * skm.matthews_corrcoef(labels, preds), abs=1e-6)
+        assert got["f1"] == pytest.approx(
+            100 * skm.f1_score(labels, preds, zero_division=0.0), abs=1e-6
+        )
+        assert got["accuracy"] == pytest.approx(100 * skm.accuracy_score(labels, preds), abs=1e-6)
+
+
+@pytest.mark.parametrize("num_classes", (3, 5))
+@pytest.mark.parametrize("size", SIZES)
+def test_multiclass_accuracy_and_mcc_match_sklearn(num_classes, size):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        weights = rng.dirichlet(np.ones(num_classes) * 0.5)  # imbalanced classes
+        labels = rng.choice(num_classes, size=size, p=weights)
+        preds = rng.choice(num_classes, size=size, p=weights)
+        got = compute_metrics(("accuracy", "mcc"), preds, labels)
+        assert got["accuracy"] == pytest.approx(100 * skm.accuracy_score(labels, preds), abs=1e-6)
+        assert got["mcc"] == pytest.approx(100 * skm.matthews_corrcoef(labels, preds), abs=1e-6)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("ties", (False, True))
+def test_correlations_match_scipy(size, ties):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        labels = rng.uniform(0, 5, size)
+        preds = labels + rng.normal(0, 1.5, size)
+        if ties:  # STS-B style scores: few distinct values on both sides
+            labels, preds = np.round(labels), np.round(preds * 2) / 2
+        if np.ptp(labels) == 0 or np.ptp(preds) == 0:
+            continue
+        got = compute_metrics(("pearson", "spearman"), preds, labels)
+        assert got["pearson"] == pytest.approx(100 * stats.pearsonr(preds, labels)[0], abs=1e-6)
+        assert got["spearman"] == pytest.approx(100 * stats.spearmanr(preds, labels)[0], abs=1e-6)
+
+
+def test_average_ranks_match_scipy_rankdata_with_ties():
+    values = np.random.default_rng(0).integers(0, 6, size=200).astype(float)
+    np.testing.assert_allclose(average_ranks(values), stats.rankdata(values, method="average"))
+
+
+def test_logits_give_the_same_scores_as_class_ids():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(64, 2))
+    labels = rng.integers(0, 2, 64)
+    names = ("mcc", "f1", "accuracy")
+    assert compute_metrics(names, logits, labels) == compute_metrics(
+        names, logits.argmax(axis=1), labels
+    )
+
+
+def test_regression_accepts_a_column_of_scores():
+    rng = np.random.default_rng(2)
+    labels = rng.uniform(0, 5, 40)
+    preds = labels + rng.normal(size=40)
+    assert compute_metrics(GLUE_TASKS["stsb"], preds[:, None], labels) == compute_metrics(
+        GLUE_TASKS["stsb"], preds, labels
+    )
+
+
+def test_a_task_spec_selects_its_reported_metrics_on_a_0_to_100_scale():
+    got = compute_metrics(GLUE_TASKS["mrpc"], [1, 0, 1, 1], [1, 0, 0, 1])
+    assert set(got) == {"f1", "accuracy"}
+    assert got["accuracy"] == pytest.approx(75.0)
+    assert got["f1"] == pytest.approx(80.0)
+
+
+def test_constant_predictions_give_zero_mcc_and_zero_correlations():
+    labels = np.array([0, 1, 1, 0, 1])
+    assert compute_metrics("mcc", np.ones(5, dtype=int), labels)["mcc"] == 0.0
+    assert compute_metrics("mcc", labels, np.zeros(5, dtype=int))["mcc"] == 0.0
+    scores = np.array([0.5, 1.0, 2.0, 4.0, 5.0])
+    for name in ("pearson", "spearman"):
+        assert compute_metrics(name, np.full(5, 3.0), scores)[name] == 0.0
+        assert compute_metrics(name, scores, np.full(5, 3.0))[name] == 0.0
+
+
+def test_f1_is_zero_without_true_positives():
+    assert compute_metrics("f1", [0, 0, 0], [0, 0, 0])["f1"] == 0.0
+    assert compute_metrics("f1", [1, 1, 0], [0, 0, 0])["f1"] == 0.0
+
+
+def test_perfect_predictions_score_100():
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    got = compute_metrics(("mcc", "f1", "accuracy"), labels, labels)
+    assert got == {"mcc": 100.0, "f1": 100.0, "accuracy": 100.0}
+
+
+@pytest.mark.parametrize(
+    ("names", "preds", "labels"),
+    [
+        ("bleu", [1], [1]),
+        ("accuracy", [1, 0], [1]),
+        ("accuracy", [], []),
+        ("f1", [2, 0], [1, 0]),
+        ("pearson", [np.nan, 1.0], [1.0, 2.0]),
+    ],
+)
+def test_bad_inputs_raise_value_error(names, preds, labels):
+    with pytest.raises(ValueError):
+        compute_metrics(names, preds, labels)
+
+
+def test_main_metric_follows_the_papers_table():
+    expected = {
+        "cola": "mcc",
+        "mrpc": "f1",
+        "stsb": "spearman",
+        "qqp": "accuracy",
+        "rte": "accuracy",
+    }
+    assert {task: main_metric(GLUE_TASKS[task]) for task in expected} == expected
+    assert main_metric("SST-2") == "accuracy"
+    with pytest.raises(DataError, match="cola"):
+        main_metric("squad")

@@ -253,7 +253,11 @@ def load_alphas(model: nn.Module, path: str | Path) -> None:
     load_alpha_state_dict(model, torch.load(path, map_location="cpu", weights_only=True))
 
 
-def alpha_summary(model: nn.Module, bins: int = 20) -> dict | None:
+# Histogram edges, finer towards 1: alphas start at ~1 and move by little at the paper's alpha lr.
+ALPHA_HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0)
+
+
+def alpha_summary(model: nn.Module) -> dict | None:
     """Mean, std, range, per-layer means and a histogram of the effective alphas F(alpha1, alpha2)."""
     layers = mixup_layers(model)
     if not layers:
@@ -262,15 +266,16 @@ def alpha_summary(model: nn.Module, bins: int = 20) -> dict | None:
     for name, m in layers.items():
         groups.setdefault(_layer_group(name), []).append(m.effective_alpha().float().flatten().cpu())
     everything = torch.cat([t for ts in groups.values() for t in ts])
-    edges = torch.linspace(0, 1, bins + 1)
-    counts = torch.histc(everything.clamp(0, 1), bins=bins, min=0.0, max=1.0)
+    edges = torch.tensor(ALPHA_HIST_EDGES)
+    index = torch.bucketize(everything.clamp(0, 1), edges[1:-1], right=True)
+    counts = torch.bincount(index, minlength=len(edges) - 1)
     return {
         "mean": everything.mean().item(),
         "std": everything.std().item() if everything.numel() > 1 else 0.0,
         "min": everything.min().item(),
         "max": everything.max().item(),
         "per_layer": {g: torch.cat(ts).mean().item() for g, ts in groups.items()},
-        "hist": {"edges": [round(e, 6) for e in edges.tolist()], "counts": [int(c) for c in counts.tolist()]},
+        "hist": {"edges": list(ALPHA_HIST_EDGES), "counts": [int(c) for c in counts.tolist()]},
     }
 
 

@@ -39,10 +39,68 @@ def _registry_listing() -> str:
     return ", ".join(f"{k} -> {v}" for k, v in PLM_REGISTRY.items())
 
 
+def _plm_error(name: str, path: str, err: Exception) -> PLMError:
+    kind = "local directory" if os.path.isdir(path) else "HF id"
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return PLMError(
+        f"cannot load PLM {name!r} ({kind} {path!r}): {first}\n"
+        f"Known names: {_registry_listing()}. Any other value must be an HF hub id (needs network "
+        f"or a local HF cache) or a local model directory."
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the HF hub answers at all (offline machines fail at once instead of retrying)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_plm(name: str) -> str:
+    """Resolve `name`; raise `PLMError` listing the registry if it cannot be loaded from anywhere."""
+    from transformers import AutoConfig
+
+    path = resolve_plm(name)
+    if os.path.isdir(path):
+        return path
+    try:
+        AutoConfig.from_pretrained(path, local_files_only=True)  # in the local HF cache
+        return path
+    except (OSError, ValueError):
+        pass
+    if not _hub_reachable():
+        raise PLMError(
+            f"unknown PLM {name!r}: not a registry name, not a local directory, not in the local HF "
+            f"cache, and the HF hub is unreachable.\nKnown names: {_registry_listing()}."
+        )
+    return path
+
+
+def load_tokenizer(name: str):
+    """The PLM's tokenizer; loading it first makes an unknown `--plm` fail before any work."""
+    from transformers import AutoTokenizer
+
+    path = check_plm(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise _plm_error(name, path, err) from None
+
+
 def load_plm(name: str, num_labels: int, is_regression: bool = False):
     """(model, tokenizer, new_modules): a sequence classifier for `name` and the head layers it
     initialised from scratch (they have no pretrained weight, so mixup leaves them alone)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     path = resolve_plm(name)
@@ -51,21 +109,16 @@ def load_plm(name: str, num_labels: int, is_regression: bool = False):
         kwargs["problem_type"] = "regression"
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+    hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, output_loading_info=True, **kwargs
         )
     except (OSError, ValueError) as err:
-        local = os.path.isdir(path)
-        raise PLMError(
-            f"cannot load PLM {name!r} ({'local directory' if local else 'HF id'} {path!r}): "
-            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}\n"
-            f"Known names: {_registry_listing()}. Any other value must be an HF hub id (needs network "
-            f"or a local HF cache) or a local model directory."
-        ) from None
+        raise _plm_error(name, path, err) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    tokenizer = load_tokenizer(name)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id  # GPT-2 style models
     return model, tokenizer, new_linear_modules(model, info.get("missing_keys", []))

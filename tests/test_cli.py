@@ -1,0 +1,117 @@
+"""Spec of `experiments/glue.py`: records, resuming after a kill, and clear errors for bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE = [sys.executable, str(ROOT / "experiments" / "glue.py")]
+TINY = ["--tasks", "cola", "--n", "16", "--seeds", "2", "--methods", "vanilla,agwm", "--max-steps", "1",
+        "--K", "1", "--batch-size", "8", "--no-progress"]
+REQUIRED = {"task", "n", "method", "seed", "plm", "metric", "metrics", "hparams", "time", "versions", "alphas",
+            "run_id"}
+
+
+def glue(*args, **kwargs):
+    return subprocess.run([*GLUE, *args], capture_output=True, text=True, cwd=ROOT, timeout=900, **kwargs)
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sweep_survives_kill_resumes_and_then_does_nothing(glue_dir, tmp_path):
+    out = tmp_path / "runs"
+    runs = out / "runs.jsonl"
+    args = [*TINY, "--data-dir", str(glue_dir), "--output", str(out)]
+    proc = subprocess.Popen([*GLUE, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and not (runs.exists() and runs.read_text().strip()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # mid-sweep: after the first record, during the next run
+    proc.wait()
+    assert len(records(runs)) >= 1
+
+    finished = glue(*args)
+    assert finished.returncode == 0, finished.stderr
+    recs = records(runs)
+    assert sorted((r["seed"], r["method"]) for r in recs) == [(0, "agwm"), (0, "vanilla"), (1, "agwm"), (1, "vanilla")]
+    assert len({r["run_id"] for r in recs}) == 4
+    for r in recs:
+        assert REQUIRED <= set(r)
+        assert r["task"] == "cola" and r["n"] == 16 and r["plm"] == "minilm" and r["metric_name"] == "mcc"
+        assert -100 <= r["metric"] <= 100 and r["metric"] == r["metrics"]["mcc"]
+        assert r["time"]["total"] > 0 and r["steps"]["finetune"] == 1
+        assert (r["alphas"] is None) == (r["method"] == "vanilla")
+    agwm = next(r for r in recs if r["method"] == "agwm")
+    assert set(agwm["alphas"]["per_layer"]) == {f"layer.{i}" for i in range(6)} | {"pooler"}
+    assert agwm["hparams"]["K"] == 1 and agwm["hparams"]["hypergradient"] == "darts"
+
+    before = runs.read_bytes()
+    again = glue(*args)
+    assert again.returncode == 0
+    assert "4 run(s) already in" in again.stdout and "0 new run(s)" in again.stdout
+    assert runs.read_bytes() == before
+
+
+def test_changed_hyperparameters_are_new_runs(glue_dir, tmp_path):
+    from agwm_betty.config import Config
+    from agwm_betty.experiment import Experiment, base_record
+
+    exp = Experiment(tasks=("cola",), methods=("agwm", "vanilla"), seeds=(0,), cfg=Config(K=2))
+    other = Experiment(tasks=("cola",), methods=("agwm", "vanilla"), seeds=(0,), cfg=Config(K=3))
+    assert base_record(exp, "cola", 0, "agwm")["run_id"] != base_record(other, "cola", 0, "agwm")["run_id"]
+    # K does not touch vanilla, so vanilla's record is shared between the two sweeps
+    assert base_record(exp, "cola", 0, "vanilla")["run_id"] == base_record(other, "cola", 0, "vanilla")["run_id"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tasks", "colaa"], "unknown task 'colaa'.*cola"),
+        (["--methods", "vanila"], "unknown method 'vanila'.*vanilla"),
+        (["--plm", "no-such-plm"], "no-such-plm.*bert-large -> bert-large-cased"),
+        (["--n", "5000", "--tasks", "rte"], "larger than the rte training set"),
+        (["--data-dir", "/nonexistent/glue"], "/nonexistent/glue"),
+        (["--K", "0"], "K must be"),
+        (["--split-ratio", "1.5"], "split_ratio"),
+        (["--hypergradient", "magic"], "unknown hypergradient"),
+        (["--train-file", "x.csv"], "also needs --validation-file"),
+    ],
+)
+def test_bad_input_gives_message_and_nonzero_exit_without_traceback(args, message, glue_dir, tmp_path):
+    base = ["--data-dir", str(glue_dir)] if "--data-dir" not in args else []
+    result = glue(*base, *args, "--output", str(tmp_path), "--no-progress")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    import re
+
+    assert re.search(message, result.stderr, re.S), result.stderr
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_bad_seeds_are_refused_by_the_parser(tmp_path):
+    result = glue("--seeds", "0", "--output", str(tmp_path))
+    assert result.returncode == 2 and "--seeds" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_custom_dataset_runs_through_the_same_protocol(tmp_path, glue_dir):
+    train = tmp_path / "mine.csv"
+    dev = tmp_path / "mine_dev.csv"
+    rows = ["text,label"] + [f"sample number {i} is {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}"
+                             for i in range(24)]
+    train.write_text("\n".join(rows) + "\n")
+    dev.write_text("\n".join(rows[:9]) + "\n")
+    out = tmp_path / "out"
+    result = glue("--train-file", str(train), "--validation-file", str(dev), "--text-columns", "text",
+                  "--label-column", "label", "--methods", "vanilla", "--seeds", "1", "--n", "0",
+                  "--max-steps", "1", "--output", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    (record,) = records(out / "runs.jsonl")
+    assert record["task"] == "mine" and record["n"] == 0 and record["num_train"] == 24
+    assert record["metric_name"] == "accuracy" and record["num_eval"] == 8

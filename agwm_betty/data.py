@@ -420,6 +420,18 @@ def subsample(dataset: Dataset, n: int, seed: int) -> Dataset:
     return dataset.select(order)
 
 
+def heldout(dataset: Dataset, n: int, seed: int, size: int) -> Dataset:
+    """`size` training examples outside the seed's n-example subset (the next ones in the same
+    permutation): a validation set for choosing a recipe without touching the dev set."""
+    if n == 0 or n + size > len(dataset):
+        raise DataError(
+            f"a held-out set of {size} needs n + size <= {len(dataset)} training examples (n={n}; "
+            f"n = 0 leaves nothing outside the subset)"
+        )
+    order = np.random.default_rng(seed).permutation(len(dataset))[n : n + size]
+    return dataset.select(order)
+
+
 def blo_splits(
     num_examples: int, k: int, train_ratio: float = 0.8, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -17,7 +17,7 @@ from typing import Iterator
 from tqdm.auto import tqdm
 
 from agwm_betty.config import Config
-from agwm_betty.data import DataError, TaskSpec, get_task, load_custom, load_glue, subsample, tokenize
+from agwm_betty.data import DataError, TaskSpec, get_task, heldout, load_custom, load_glue, subsample, tokenize
 from agwm_betty.methods import RunContext, get_method
 from agwm_betty.metrics import compute_metrics
 from agwm_betty.plm import load_plm, load_tokenizer
@@ -49,6 +49,8 @@ class Experiment:
     output: Path = Path("runs")
     data_dir: str | None = None
     custom: CustomTask | None = None
+    heldout: int = 0  # > 0: evaluate on this many training examples outside the subset, not on dev
+    save_models: bool = False  # save each run's final model, merged to a plain HF checkpoint
     cfg: Config = field(default_factory=Config)
 
     def validate(self) -> "Experiment":
@@ -61,6 +63,8 @@ class Experiment:
                 get_task(task)
         if self.n < 0:
             raise ValueError(f"--n must be >= 0 (0 = the whole training set), got {self.n}")
+        if self.heldout < 0:
+            raise ValueError(f"--heldout must be >= 0, got {self.heldout}")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-negative and at least one, got {list(self.seeds)}")
         return self
@@ -76,7 +80,8 @@ class TaskData:
 def run_id(record: dict) -> str:
     """Identity of a run: PLM, task, n, method, seed and the hyperparameters it depends on."""
     digest = hashlib.sha1(json.dumps(record["hparams"], sort_keys=True).encode()).hexdigest()[:10]
-    return f"{record['plm']}|{record['task']}|n={record['n']}|{record['method']}|seed={record['seed']}|{digest}"
+    split = "" if record.get("eval_split", "dev") == "dev" else f"|{record['eval_split']}"
+    return f"{record['plm']}|{record['task']}|n={record['n']}|{record['method']}|seed={record['seed']}|{digest}{split}"
 
 
 def read_records(path: Path) -> list[dict]:
@@ -161,7 +166,8 @@ def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict
     """The identifying part of a record (what `run_id` hashes), known before the run."""
     method = get_method(method_name)
     record = {"task": task, "n": exp.n, "method": method_name, "seed": seed, "plm": exp.plm,
-              "hparams": exp.cfg.to_dict(method.hparams)}
+              "hparams": exp.cfg.to_dict(method.hparams),
+              "eval_split": f"heldout{exp.heldout}" if exp.heldout else "dev"}
     record["run_id"] = run_id(record)
     return record
 
@@ -169,6 +175,10 @@ def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict
 def run_sweep(exp: Experiment, log=print) -> list[dict]:
     """Run every planned run not yet recorded in `<output>/runs.jsonl`; return the new records."""
     exp.validate()
+    if not exp.cfg.progress:
+        import datasets
+
+        datasets.disable_progress_bars()
     path = Path(exp.output) / RUNS_FILE
     done = {r.get("run_id") for r in read_records(path)}
     plan = [(t, s, m) for t, s, m in planned_runs(exp) if base_record(exp, t, s, m)["run_id"] not in done]
@@ -188,17 +198,24 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
             task_data = {task: load_task(exp, task, tokenizer)}  # one task in memory at a time
         data = task_data[task]
         if (task, seed) not in subsets:
-            train = subsample(data.train, exp.n, seed)
-            subsets = {(task, seed): tokenize(train, tokenizer, data.spec, exp.cfg.max_length)}
-        record = run_one(exp, data, subsets[(task, seed)], tokenizer, task, seed, method_name)
+            train = tokenize(subsample(data.train, exp.n, seed), tokenizer, data.spec, exp.cfg.max_length)
+            evaluation = data.eval
+            if exp.heldout:
+                evaluation = tokenize(heldout(data.train, exp.n, seed, exp.heldout), tokenizer, data.spec,
+                                      exp.cfg.max_length)
+            subsets = {(task, seed): (train, evaluation)}
+        record, model = run_one(exp, data, *subsets[(task, seed)], tokenizer, task, seed, method_name)
+        if exp.save_models:
+            record["model_dir"] = str(save_model(model, tokenizer, path.parent / "models" / _model_dir(record)))
         append_record(path, record)
         new_records.append(record)
         (tqdm.write if exp.cfg.progress else log)(summary_line(record))
     return new_records
 
 
-def run_one(exp: Experiment, data: TaskData, train, tokenizer, task: str, seed: int, method_name: str) -> dict:
-    """Train and evaluate one (task, seed, method); return its record."""
+def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task: str, seed: int,
+            method_name: str) -> tuple[dict, object]:
+    """Train and evaluate one (task, seed, method); return its record and the final model."""
     record = base_record(exp, task, seed, method_name)
     method = get_method(method_name)
     reason = method.applies_to(data.spec)
@@ -206,18 +223,31 @@ def run_one(exp: Experiment, data: TaskData, train, tokenizer, task: str, seed: 
         record["note"] = f"{reason}; vanilla finetuning reported instead"
         method = get_method("vanilla")
     spec = data.spec
-    ctx = RunContext(spec, train, data.eval, tokenizer, exp.cfg, seed,
+    ctx = RunContext(spec, train, evaluation, tokenizer, exp.cfg, seed,
                      model_factory=lambda: _factory(exp.plm, spec))
     started = time.time()
     result = method.run(ctx)
     record.update(
-        metric=result.metric, metric_name=spec.metric, metrics=result.metrics, chance=chance_level(spec, data.eval),
+        metric=result.metric, metric_name=spec.metric, metrics=result.metrics, chance=chance_level(spec, evaluation),
         time=result.time, steps=result.steps, alphas=result.alphas, diagnostics=result.diagnostics,
-        num_train=len(train), num_eval=len(data.eval), versions=versions(), device=_device_name(exp.cfg),
+        num_train=len(train), num_eval=len(evaluation), versions=versions(), device=_device_name(exp.cfg),
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         command=" ".join(sys.argv),
     )
-    return record
+    return record, result.model
+
+
+def _model_dir(record: dict) -> str:
+    return f"{record['task']}-n{record['n']}-{record['method']}-seed{record['seed']}"
+
+
+def save_model(model, tokenizer, directory: Path) -> Path:
+    """Save `model` as a plain HF checkpoint (mixup merged: loads without agwm_betty)."""
+    from agwm_betty.mixup import merge_mixup
+
+    merge_mixup(model).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
 
 
 def _factory(plm: str, spec: TaskSpec):

@@ -59,10 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--methods", type=comma_list, default=("agwm",),
                        help=f"comma list of methods: {', '.join(METHODS)} (default agwm)")
     sweep.add_argument("--seeds", type=seeds_arg, default=tuple(range(10)),
-                       help="a count (10 = seeds 0..9, the paper's protocol) or a comma list of seeds")
+                       help="a count (10 = seeds 0..9, the paper's protocol) or a comma list of seeds (one explicit seed: '42,')")
     sweep.add_argument("--data-dir", default=None,
                        help="GLUE in the original TSV layout (<dir>/CoLA/train.tsv, ...); default $GLUE_DIR, "
                             "else the HF hub (nyu-mll/glue). Nothing is downloaded when this is given.")
+    sweep.add_argument("--heldout", type=int, default=0,
+                       help="evaluate on this many training examples outside each seed's subset instead of "
+                            "the dev set: for choosing a recipe without touching dev (default 0 = dev set)")
+    sweep.add_argument("--save-models", action="store_true",
+                       help="save each run's final model to <output>/models/<task>-n<n>-<method>-seed<seed> as a "
+                            "plain HF checkpoint (mixup merged away: loads with transformers alone)")
     sweep.add_argument("--output", type=Path, default=Path("runs"), help="folder of runs.jsonl (default ./runs)")
 
     custom = parser.add_argument_group("custom dataset (instead of GLUE tasks)")
@@ -103,7 +109,8 @@ def experiment_from_args(args: argparse.Namespace):
         custom = CustomTask(args.train_file, args.validation_file, list(args.text_columns), args.label_column,
                             args.task_type, args.task_name)
     return Experiment(plm=args.plm, tasks=tuple(t.lower() for t in args.tasks), methods=args.methods, n=args.n,
-                      seeds=args.seeds, output=args.output, data_dir=args.data_dir, custom=custom, cfg=cfg)
+                      seeds=args.seeds, output=args.output, data_dir=args.data_dir, custom=custom,
+                      heldout=args.heldout, save_models=args.save_models, cfg=cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -532,3 +532,15 @@ def test_custom_bad_requests_raise(tmp_path, text_columns, task_type, suffix):
     )
     with pytest.raises(DataError):
         load_custom(path, path, text_columns, "y", task_type=task_type)
+
+
+def test_heldout_examples_lie_outside_the_seed_subset(glue_dir):
+    from agwm_betty.data import heldout
+
+    train = load_glue("rte", glue_dir)["train"]
+    subset, held = subsample(train, 300, seed=4), heldout(train, 300, seed=4, size=200)
+    assert len(held) == 200
+    assert not set(subset["idx"]) & set(held["idx"])
+    assert held["idx"] == heldout(train, 300, seed=4, size=200)["idx"]
+    with pytest.raises(DataError, match="held-out"):
+        heldout(train, 0, seed=4, size=10)

@@ -1,0 +1,59 @@
+"""Spec of the package's foundation: the Betty guard, the PLM registry and the embedded MiniLM."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from agwm_betty.mixup import apply_mixup, merge_mixup, mixup_layers
+from agwm_betty.plm import PLM_REGISTRY, PLMError, embedded_model_path, load_plm, load_tokenizer, resolve_plm
+
+
+def test_importing_with_an_old_betty_says_how_to_fix_it(tmp_path):
+    fake = tmp_path / "betty"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "0.1.1"\n')
+    result = subprocess.run([sys.executable, "-c", "import agwm_betty"], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "0.1.1" in result.stderr
+    assert "--ignore-requires-python betty-ml==0.2.1" in result.stderr
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("bert-large", "bert-large-cased"), ("roberta-large", "roberta-large"),
+    ("deberta-large", "microsoft/deberta-large"), ("bart-large", "facebook/bart-large"),
+    ("xlnet-large", "xlnet-large-cased"), ("some-org/some-model", "some-org/some-model"),
+])
+def test_registry_resolves_names_and_passes_hub_ids_through(name, expected):
+    assert resolve_plm(name) == expected
+
+
+def test_minilm_resolves_to_the_embedded_model():
+    assert resolve_plm("minilm") == str(embedded_model_path())
+    assert (embedded_model_path() / "config.json").exists()
+    assert set(PLM_REGISTRY) >= {"bert-large", "roberta-large", "deberta-large", "bart-large", "xlnet-large", "minilm"}
+
+
+def test_unknown_plm_lists_the_registry_without_a_hub_traceback():
+    with pytest.raises(PLMError, match="Known names: bert-large -> bert-large-cased"):
+        load_tokenizer("certainly-not-a-model-name")
+
+
+def test_embedded_minilm_with_unit_alphas_equals_the_plain_model_and_merges_back(tmp_path):
+    model, tokenizer, new_modules = load_plm("minilm", num_labels=2)
+    assert new_modules == ["classifier"]
+    model.eval()
+    batch = tokenizer(["The cat sat on the mat.", "Colorless green ideas sleep furiously."],
+                      return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = model(**batch).logits
+    apply_mixup(model, init_std=0.0, exclude_modules=("classifier",))
+    assert len(mixup_layers(model)) == 6 * 6 + 1  # six linears per layer, and the pooler
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, expected, rtol=0, atol=0)
+    merge_mixup(model).save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-6, rtol=1e-5)

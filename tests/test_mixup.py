@@ -211,3 +211,18 @@ def test_applying_mixup_twice_is_an_error():
     with pytest.raises(ValueError, match="already applied"):
         apply_mixup(model)
     assert list(mixup_layers(model)) == layers
+
+
+def test_alpha_summary_counts_every_effective_alpha_and_groups_layers():
+    from agwm_betty.mixup import alpha_summary
+
+    model = apply_mixup(tiny_model("bert"), init_std=0.3)
+    summary = alpha_summary(model)
+    entries = sum(m.alpha1.shape[0] * m.alpha2.shape[1] for m in mixup_layers(model).values())
+    assert sum(summary["hist"]["counts"]) == entries
+    assert len(summary["hist"]["counts"]) == len(summary["hist"]["edges"]) - 1
+    assert set(summary["per_layer"]) == {"layer.0", "layer.1", "pooler"}
+    full = torch.cat([m.effective_alpha().flatten() for m in mixup_layers(model).values()])
+    assert summary["mean"] == pytest.approx(full.mean().item(), rel=1e-6)
+    assert 0 <= summary["min"] <= summary["mean"] <= summary["max"] <= 1
+    assert alpha_summary(tiny_model("bert")) is None

@@ -68,7 +68,7 @@ class Config:
     soup_size: int = _f(5, "soup: number of vanilla models averaged")
 
     # systems
-    precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (bf16/fp16 need a GPU)")
+    precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (fp16 needs a GPU)")
     strategy: str = _f("default", f"Betty strategy: {', '.join(STRATEGIES)} (launch with torchrun)")
     device: str = _f("", "device (empty = cuda if available, else cpu)")
     progress: bool = _f(True, "show progress bars")

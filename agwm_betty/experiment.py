@@ -16,6 +16,7 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.data import DataError, TaskSpec, get_task, heldout, load_custom, load_glue, subsample, tokenize
 from agwm_betty.methods import RunContext, get_method
@@ -205,6 +206,8 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
                                       exp.cfg.max_length)
             subsets = {(task, seed): (train, evaluation)}
         record, model = run_one(exp, data, *subsets[(task, seed)], tokenizer, task, seed, method_name)
+        if not distributed.is_main_process():  # under torchrun every rank ends with the same model
+            continue
         if exp.save_models:
             record["model_dir"] = str(save_model(model, tokenizer, path.parent / "models" / _model_dir(record)))
         append_record(path, record)

@@ -56,7 +56,13 @@ class MixupLinear(nn.Module):
         return (cols, rows) if self.fan_in_fan_out else (rows, cols)
 
     def mix_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """F(alpha1, alpha2) and F(1 - alpha1, 1 - alpha2), in the storage layout of W."""
+        """F(alpha1, alpha2) and F(1 - alpha1, 1 - alpha2), in the storage layout of W.
+        Always in the alphas' dtype: under bf16 autocast the product would be rounded to steps
+        of 2**-8, coarser than the alphas' init spread (std 0.005) and most of their updates."""
+        device_type = self.alpha1.device.type
+        if torch.is_autocast_enabled(device_type):
+            with torch.autocast(device_type, enabled=False):
+                return self.mix_coefficients()
         a = self.alpha1 @ self.alpha2
         b = (1 - self.alpha1) @ (1 - self.alpha2)
         return (a.t(), b.t()) if self.fan_in_fan_out else (a, b)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from betty.configs import Config as ProblemConfig
 from betty.configs import EngineConfig
-from betty.engine import Engine
+from betty.hypergradient import jvp_fn_mapping
 from betty.problems import ImplicitProblem
+from betty.utils import replace_none_with_zero
 from betty.logging.logger_base import get_logger
 from tqdm.auto import tqdm
 
+from agwm_betty import distributed
 from agwm_betty.config import Config
+from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
 from agwm_betty.train import check_finite, task_loss
 
@@ -23,11 +27,28 @@ get_logger().setLevel(logging.WARNING)  # Betty logs every problem's wiring at I
 
 
 class _SharedModuleProblem(ImplicitProblem):
-    """A level that owns only part of the shared module's parameters; it records its losses."""
+    """A level that owns only part of the shared module's parameters; it records its losses.
+
+    The overrides below replace the parts of Betty 0.2.1 that assume a module per problem, CUDA
+    or a batch per rank (see `agwm_betty.distributed`); on one process they change nothing but
+    autocast on CPU (Betty's is CUDA-only, BETTY_NOTES 8)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.losses: list[float] = []
+        self.batch_weight = 1.0  # this rank's share of the global batch (data parallel)
+        self._params: list | None = None
+
+    def parameters(self):
+        # Betty asks for these several times per step (darts: 7); the split never changes.
+        if self._params is None:
+            self._params = self.owned_parameters()
+        return self._params
+
+    trainable_parameters = parameters  # what Betty's optimizer, cg and parameter sync use
+
+    def owned_parameters(self) -> list:
+        raise NotImplementedError
 
     def one_step_descent(self, batch=None):
         loss_dict = super().one_step_descent(batch)
@@ -38,6 +59,34 @@ class _SharedModuleProblem(ImplicitProblem):
         # Betty rebuilds the optimizer from these (BETTY_NOTES 2, 3): keep the groups we built
         # (no weight decay on biases / LayerNorm), same count as the scheduler's lambdas.
         return [dict(group) for group in self.optimizer.param_groups]
+
+    def training_step_exec(self, batch):
+        if self.precision == "fp32":
+            return self.training_step(batch)
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=self.dtype):
+            return self.training_step(batch)
+
+    # ---- data parallel (strategy distributed / zero): one module, no DDP, sliced global batches
+
+    def patch_module(self):
+        if self._strategy not in DISTRIBUTED_STRATEGIES:
+            return super().patch_module()
+        self.module.to(self.device)
+        self.synchronize_params(self.parameters())  # same start on every rank
+
+    def patch_data_loader(self, loader):
+        if self._strategy not in DISTRIBUTED_STRATEGIES:
+            return super().patch_data_loader(loader)
+        return distributed.ShardedLoader(loader, self._world_size or 1, self._rank or 0)
+
+    def get_batch(self):
+        batch = super().get_batch()
+        self.batch_weight = distributed.pop_weight(batch)
+        return batch
+
+    def grad_callback(self):
+        if self._strategy in DISTRIBUTED_STRATEGIES:
+            distributed.all_reduce_grads_(self.trainable_parameters(), self.batch_weight)
 
 
 class Inner(_SharedModuleProblem):
@@ -50,33 +99,60 @@ class Inner(_SharedModuleProblem):
         check_finite(loss, self.phase, self._count)
         return loss
 
-    def trainable_parameters(self):
+    def owned_parameters(self):
         return task_parameters(self.module)
-
-    parameters = trainable_parameters  # what Betty's cg and parameter sync differentiate/broadcast
 
 
 class Outer(_SharedModuleProblem):
     """Stage II: the alphas minimise the loss on BLO-val at the inner problem's current W."""
 
     phase = "search phase (outer step, BLO-val)"
+    single_backward = True  # False: Betty's own two-pass backward (kept for comparison)
 
     def training_step(self, batch):
         loss = task_loss(self.inner, batch)
         check_finite(loss, self.phase, self._count)
         return loss
 
-    def trainable_parameters(self):
+    def owned_parameters(self):
         return alpha_parameters(self.module)
-
-    parameters = trainable_parameters
 
     def param_callback(self):
         clamp_alphas_(self.module)
 
+    def grad_callback(self):
+        # The direct term is already global (see backward); what is left is the hypergradient,
+        # a mean over the inner problem's BLO-train batch, hence the inner's weight.
+        if self._strategy in DISTRIBUTED_STRATEGIES:
+            distributed.all_reduce_grads_(self.trainable_parameters(), self.inner.batch_weight)
 
-class SearchEngine(Engine):
-    """Betty's engine with a progress bar over the global (inner) steps."""
+    def backward(self, loss, params, paths, create_graph=False, retain_graph=True, allow_unused=True):
+        """Betty's outer backward, with one backward pass of the outer loss instead of two.
+
+        Betty differentiates the outer loss for alpha (retaining the graph) and then again, in
+        `betty.hypergradient.get_grads`, for the inner W (the vector v of the hypergradient).
+        One `autograd.grad` call gives both; the rest is get_grads' loop over the path verbatim.
+        Any other set-up (several paths, second order, gradient accumulation) goes to Betty."""
+        if not self.single_backward or len(paths) != 1 or create_graph or not self.config.first_order \
+                or self.gas != 1:
+            return super().backward(loss, params, paths, create_graph, retain_graph, allow_unused)
+        path = paths[0]  # [outer, inner, outer]
+        inner_params = path[1].meta_trainable_parameters()
+        grads = torch.autograd.grad(loss, [*params, *inner_params], allow_unused=True)
+        direct, vector = grads[:len(params)], grads[len(params):]
+        vector = replace_none_with_zero(vector, inner_params)
+        if self._strategy in DISTRIBUTED_STRATEGIES:
+            # v and the direct term are means over the BLO-val batch: make them global before
+            # darts perturbs W by eps * v (grad_callback later averages the BLO-train part)
+            distributed.all_reduce_([g for g in direct if g is not None] + list(vector), self.batch_weight)
+        self.set_grads(params, direct)
+        for i in range(1, len(path) - 1):
+            jvp_fn = jvp_fn_mapping[path[i].config.type]
+            vector = jvp_fn(vector, path[i], path[i + 1], i == len(path) - 2)
+
+
+class SearchEngine(DistributedEngine):
+    """Betty's engine (CPU-capable data parallelism) with a progress bar over the global (inner) steps."""
 
     def __init__(self, *args, desc: str = "search phase", show: bool = True, **kwargs):
         self._desc, self._show = desc, show
@@ -105,7 +181,7 @@ def problem_configs(cfg: Config) -> tuple[ProblemConfig, ProblemConfig]:
     outer = ProblemConfig(
         type=cfg.hypergradient,
         first_order=True,  # gates the hypergradient in Betty 0.2.1 (BETTY_NOTES 5)
-        retain_graph=True,  # the outer loss is differentiated for alpha, then for W (the darts vector)
+        retain_graph=True,  # only Betty's own outer backward needs it (see Outer.backward)
         darts_alpha=cfg.darts_alpha,
         sama_adam_alpha=cfg.darts_alpha,
         precision=cfg.precision,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from agwm_betty import distributed
 from agwm_betty.config import Config
 
 
@@ -32,11 +33,12 @@ def resolve_device(cfg: Config) -> torch.device:
 
 
 def check_precision(cfg: Config, device: torch.device) -> None:
-    """Refuse reduced precision where it would silently run in fp32 (Betty's autocast is CUDA-only)."""
-    if cfg.precision != "fp32" and device.type != "cuda":
+    """Refuse a precision that would not really run: fp16 needs CUDA (Betty's loss scaler asserts
+    it). bf16 runs on CPU too: the loop and our Betty problems autocast on the model's device."""
+    if cfg.precision == "fp16" and device.type != "cuda":
         raise ValueError(
-            f"precision={cfg.precision} needs a CUDA device (found {device}); Betty's mixed precision "
-            f"is CUDA-only and would silently run fp32 here. Use --precision fp32 on CPU."
+            f"precision=fp16 needs a CUDA device (found {device}): its loss scaling is CUDA-only "
+            f"in Betty and in torch.amp. Use --precision bf16 or fp32 on CPU."
         )
 
 
@@ -110,6 +112,60 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+class TrainStep:
+    """One optimiser step of the shared loop (forward, backward, hooks, clipping, AdamW, schedule);
+    `train_loop` calls it per batch, the step benchmark times it. Under a data-parallel launch
+    (`distributed.setup`) the loop feeds it this rank's slice of each global batch and the
+    gradients are averaged over ranks right after the backward pass."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: list[dict],
+        cfg: Config,
+        steps: int,
+        lr: float,
+        hooks: Hooks | None = None,
+        phase: str = "finetune phase",
+        clip_params: Sequence[nn.Parameter] | None = None,
+    ):
+        self.model, self.cfg, self.phase = model, cfg, phase
+        self.hooks = hooks or Hooks()
+        self.device = resolve_device(cfg)
+        self.optimizer = make_optimizer(groups, lr)
+        self.scheduler = make_scheduler(self.optimizer, steps, cfg.warmup_ratio)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.trained = [p for g in groups for p in g["params"]]
+        self.params = list(clip_params) if clip_params is not None else self.trained
+        self.data_parallel = distributed.setup(cfg.strategy, self.device)
+
+    def __call__(self, batch: dict, step: int) -> float:
+        """Train on `batch` (step number `step`); return its loss."""
+        optimizer, scaler = self.optimizer, self.scaler
+        weight = distributed.pop_weight(batch)
+        batch = to_device(batch, self.device)
+        with autocast(self.cfg, self.device):
+            loss = self.hooks.loss(self.model, batch)
+        check_finite(loss, self.phase, step)
+        (scaler.scale(loss) if scaler else loss).backward()
+        if self.data_parallel:
+            distributed.all_reduce_grads_(self.trained, weight)
+        if scaler:
+            scaler.unscale_(optimizer)
+        self.hooks.after_backward(self.model, step)
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.hooks.after_step(self.model, step)
+        return loss.item()
+
+
 def train_loop(
     model: nn.Module,
     loader,
@@ -122,36 +178,15 @@ def train_loop(
     clip_params: Sequence[nn.Parameter] | None = None,
 ) -> list[float]:
     """Train `model` for `steps` optimiser steps over `loader` (cycled); return the losses."""
-    hooks = hooks or Hooks()
-    device = resolve_device(cfg)
-    optimizer = make_optimizer(groups, lr)
-    scheduler = make_scheduler(optimizer, steps, cfg.warmup_ratio)
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    params = list(clip_params) if clip_params is not None else [p for g in groups for p in g["params"]]
+    train_step = TrainStep(model, groups, cfg, steps, lr, hooks, phase, clip_params)
+    if train_step.data_parallel:
+        loader = distributed.ShardedLoader(loader)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
     losses = []
     model.train()
     bar = tqdm(range(steps), desc=phase, leave=False, disable=not cfg.progress, dynamic_ncols=True)
     for step in bar:
-        batch = to_device(next(batches), device)
-        with autocast(cfg, device):
-            loss = hooks.loss(model, batch)
-        check_finite(loss, phase, step)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.unscale_(optimizer)
-        hooks.after_backward(model, step)
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        hooks.after_step(model, step)
-        losses.append(loss.item())
+        losses.append(train_step(next(batches), step))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     return losses
 

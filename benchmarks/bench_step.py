@@ -1,0 +1,434 @@
+"""Cost of one training step of the method against vanilla finetuning: time and peak memory.
+
+    python benchmarks/bench_step.py                      # MiniLM (+ BERT-large on CUDA)
+    python benchmarks/bench_step.py --models minilm,bert-large --repeats 3
+    python benchmarks/bench_step.py --quick              # a smoke run: 2 repeats, 1 memory step
+    python benchmarks/bench_step.py --e2e --task cola    # also run vanilla and agwm end to end
+
+Variants, on one fixed batch of 16 sequences x 128 tokens (random ids, random labels):
+  (a) vanilla   `train.TrainStep` on the plain PLM: forward, backward, clipping, AdamW, schedule;
+  (b) finetune  the same `TrainStep` after `apply_mixup` with frozen alphas (the finetune phase);
+  (c) search    one global step of the Betty engine that `search._split_engine` builds for a
+                split: the inner step (W on BLO-train) and the outer step it triggers (alpha on
+                BLO-val, darts hypergradient: two extra forward/backward passes of the inner loss).
+Each variant draws its batch from a `data.make_loader` loader, as in training.
+
+Time: every variant gets `--warmup` untimed steps, then the variants alternate a, b, c, a, b, c,
+... for `--repeats` rounds so that load from other processes hits all three alike; the report
+gives medians (and the ratios of medians). On CUDA each step is synchronised before the clock.
+
+Memory: each (model, variant) runs in a fresh subprocess, so one variant's memory cannot hide
+another's. CUDA: `torch.cuda.max_memory_allocated()` after `--memory-steps` steps (everything the
+variant allocates: weights, W0, gradients, optimiser state, activations, temporaries). CPU: PyTorch
+keeps no allocator statistics there and tracemalloc does not see its tensors, so we measure the
+process: peak resident set (VmHWM, reset through /proc/self/clear_refs once the variant is built)
+minus the resident set before the model was built. glibc is told to serve blocks >= 128 KiB with
+mmap (MALLOC_MMAP_THRESHOLD_), so freed tensors leave the resident set at once and it follows the
+live tensors instead of malloc's cache. Same quantity as on CUDA, plus allocator slack.
+
+End to end (n = 300, one task): by default an estimate, step counts x measured step times:
+    agwm / vanilla = (K * steps(0.8 n, search_epochs) * t_c + steps(n, epochs) * t_b)
+                     / (steps(n, epochs) * t_a)
+with the Config defaults (K=5, 3 + 3 epochs, batch 16; `--K` to change). It assumes every batch
+is 16 x 128 (real GLUE batches are padded to their longest sentence and are shorter, which moves
+both sides alike) and leaves out evaluation and engine set-up. `--e2e` measures instead: it
+runs `vanilla` and `agwm` through `agwm_betty.methods` on `--task` from `--data-dir`.
+
+Results. Ratios against (a); "paired" = median over rounds of each step / the vanilla step
+timed just before it; FLOPs from torch's FlopCounterMode (load-independent); memory as above.
+"Betty" = the search step as Betty 0.2.1 runs it (`--compare`: two backward passes of the outer
+loss), timed in the same process, interleaved, as the "before" of this package's changes.
+
+  H100 (2026-11-26), fp32          finetune  search  search(Betty)  search FLOPs  memory b / c
+    MiniLM      (a) = 16 ms          1.13     6.26       7.30       3.98 (4.63)   1.27 / 1.32
+                paired               1.05     5.90       7.42
+    BERT-large  (a) = 109 ms         1.03     4.25       4.79       4.00 (4.66)   1.65 / 1.66
+                paired               1.04     4.30       4.79
+  H100, bf16 (time only)
+    MiniLM      (a) = 19 ms          0.88     5.01
+    BERT-large  (a) = 60 ms          1.24     6.46   (paired 1.17 / 6.06)
+  CPU, shared 2 cores (load 5-7 from other jobs: one step took 8 s to 22 s within the run), MiniLM,
+  fp32: finetune 0.86, search 4.12 (paired 3.94; Betty's 3.92: the noise is larger than the gain),
+  memory 1.18 / 1.24 (peak RSS), FLOPs 1.00 / 3.98 (Betty's 4.63).
+  End to end, n = 300, H100, measured by gpu_check.sh (K = 2, four tasks sharing the GPU, 9-10
+  seeds): agwm / vanilla = 11.4-11.8x on cola, rte, mrpc (8.6x stsb); the estimate from the
+  MiniLM step times at K = 2 gives 11.0x, at the paper's K = 5 26x (BERT-large 18x).
+
+What changed for speed: `Outer.backward` differentiates the outer loss once, for alpha and W
+together (Betty 0.2.1 runs two backward passes of it): search FLOPs 4.63x -> 3.98x of vanilla,
+time -11 to -14 % on the H100. `MixupLinear` keeps alpha's coefficients out of autocast (a
+correctness fix for bf16; free in fp32), and the problems cache their parameter lists (Betty
+asks for them ~10 times a step). Targets: finetune <= 1.15x, search <= 4.5x, memory <= 2x.
+Met in fp32 on BERT-large (1.03, 4.25, 1.66) and for MiniLM's finetune step and memory.
+Above target: the search step of MiniLM on a GPU (6.3x) and everything in bf16 on BERT-large
+(finetune 1.24x, search 6.5x). The FLOPs say 4.0x: a search step is 4 forward and 4 backward
+passes (inner step 1 + 1, outer loss 1 + 1, darts' two perturbed inner passes 2 + 2) where vanilla
+does 1 + 1, which is the floor of Betty's darts. The rest is per-kernel overhead that does not
+shrink with the model's matmuls: each mixup layer adds ~6 small kernels per forward and ~10 per
+backward (forming W~ and its gradients), darts adds a pass over all of W per perturbation, and
+Betty synchronises with the GPU ~7 times a step (loss.item(), ||v||.item(), finiteness checks).
+On a 16 ms MiniLM step or a bf16 BERT-large step the GPU then waits for the CPU. Fusing the
+mixing into one kernel per layer (torch.compile or a custom autograd Function) or CUDA graphs
+would be the next step; not done here.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = ("vanilla", "finetune", "search")
+# --compare adds the search step as Betty 0.2.1 runs it (two backward passes of the outer loss)
+BETTY_SEARCH = "search-betty"
+MODELS = ("minilm", "bert-large")
+BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--models", default="",
+                        help="comma list of minilm, bert-large (default: minilm on CPU, both on CUDA; "
+                        "BERT-large takes minutes per step on a CPU)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds a, b, c")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory subprocess")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, 1 memory step (smoke run)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--compare", action="store_true",
+                        help=f"also time {BETTY_SEARCH!r}: the search step with Betty's own outer backward")
+    parser.add_argument("--no-flops", action="store_true", help="skip the (noise-free) FLOP count")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--device", default="", help="cpu, cuda (default: cuda if available)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--n", type=int, default=300, help="training-set size of the end-to-end ratio")
+    parser.add_argument("--K", type=int, default=None, help="splits of the end-to-end ratio (Config default)")
+    parser.add_argument("--e2e", action="store_true", help="measure vanilla and agwm end to end")
+    parser.add_argument("--task", default="cola", help="task of --e2e")
+    parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "/work/shared/glue_data"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.memory_steps = min(args.repeats, 2), 1
+    return args
+
+
+# ---------------------------------------------------------------- building the variants
+
+
+def config(args):
+    from agwm_betty.config import Config
+
+    kwargs = {"K": args.K} if args.K else {}
+    # long schedules, so that no step of the benchmark runs at learning rate 0
+    return Config(progress=False, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                  max_length=args.seq_len, epochs=10_000, search_epochs=10_000, **kwargs).validate()
+
+
+def tokenizer():
+    from agwm_betty.plm import embedded_model_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(embedded_model_path()))
+
+
+def build_model(name: str):
+    """(model, new head modules). BERT-large is built from its config with random weights; the
+    MiniLM tokenizer has BERT's 30522-token vocabulary, which is all the fixed batch needs."""
+    import torch
+
+    if name == "minilm":
+        from agwm_betty.plm import load_plm
+
+        loaded = load_plm("minilm", 2)
+        return loaded[0], list(loaded[-1])
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(num_labels=2, **BERT_LARGE)), ["classifier"]
+
+
+def fixed_dataset(batch_size: int, seq_len: int, vocab: int = 30522):
+    """`batch_size` rows of `seq_len` tokens ([CLS] ... [SEP]): every batch is exactly batch x len."""
+    import torch
+    from datasets import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, vocab, (batch_size, seq_len), generator=g)
+    ids[:, 0], ids[:, -1] = 101, 102
+    labels = torch.randint(0, 2, (batch_size,), generator=g)
+    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * seq_len] * batch_size,
+                              "labels": labels.tolist()})
+
+
+def build_variant(variant: str, model_name: str, cfg, tok, data):
+    """A zero-argument callable doing one step of `variant` on a fresh model."""
+    from agwm_betty.data import make_loader
+    from agwm_betty.mixup import HEAD_MODULES, apply_mixup, named_task_parameters, set_alphas_trainable
+    from agwm_betty.search import _split_engine
+    from agwm_betty.train import TrainStep, decay_groups, resolve_device
+
+    device = resolve_device(cfg)
+    model, new_modules = build_model(model_name)
+    model.to(device).train()
+    if variant != "vanilla":
+        apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
+                    exclude_modules=HEAD_MODULES + tuple(new_modules))
+    if variant in ("search", BETTY_SEARCH):
+        set_alphas_trainable(model, True)
+        engine, _ = _split_engine(model, data, data, tok, cfg, seed=0, learn_alpha=True, desc="bench")
+        engine.outer.single_backward = variant == "search"
+        engine.train()
+        counter = itertools.count(1)
+        return lambda: engine.inner.step(global_step=next(counter))  # the inner step triggers the outer
+    set_alphas_trainable(model, False)
+    train_step = TrainStep(model, decay_groups(named_task_parameters(model), cfg.weight_decay), cfg,
+                           steps=10**6, lr=cfg.lr)
+    batches = itertools.chain.from_iterable(itertools.repeat(make_loader(data, tok, cfg.batch_size, True)))
+    counter = itertools.count()
+    return lambda: train_step(next(batches), next(counter))
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------- time
+
+
+def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
+    """Per-variant step times (seconds), interleaved a, b, c, a, b, c, ..."""
+    from agwm_betty.train import resolve_device
+
+    device = resolve_device(cfg)
+    variants = VARIANTS + ((BETTY_SEARCH,) if args.compare else ())
+    steps = {v: build_variant(v, model_name, cfg, tok, data) for v in variants}
+    for variant in variants:
+        for _ in range(args.warmup):
+            steps[variant]()
+    flops = {} if args.no_flops else {v: count_flops(steps[v]) for v in variants}
+    times = {v: [] for v in variants}
+    for round_ in range(args.repeats):
+        for variant in variants:
+            sync(device)
+            start = time.perf_counter()
+            steps[variant]()
+            sync(device)
+            times[variant].append(time.perf_counter() - start)
+        print(f"  [{model_name}] round {round_ + 1}/{args.repeats}: "
+              + " ".join(f"{v}={t[-1]:.3f}s" for v, t in times.items()), file=sys.stderr, flush=True)
+    return times, flops
+
+
+def count_flops(step) -> int:
+    """FLOPs of one step as torch's FlopCounterMode counts them (matmuls and attention: the
+    work that does not depend on the machine's load)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(args) -> None:
+    """Run in a fresh process: build one variant, step it, print its peak memory (bytes) as JSON."""
+    import torch
+
+    from agwm_betty.train import resolve_device
+
+    model_name, variant = args.memory_child
+    cfg = config(args)
+    device = resolve_device(cfg)
+    tok, data = tokenizer(), fixed_dataset(args.batch_size, args.seq_len)
+    before = _status_kib("VmRSS") if device.type != "cuda" else 0
+    step = build_variant(variant, model_name, cfg, tok, data)
+    method = "cuda max_memory_allocated"
+    if device.type != "cuda":
+        try:  # the peak so far is the build (a checkpoint load may spike); measure the steps
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            method = "peak RSS (VmHWM) - RSS before build"
+        except OSError:
+            method = "peak RSS (ru_maxrss, includes the build) - RSS before build"
+    for _ in range(args.memory_steps):
+        step()
+    sync(device)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    elif method.startswith("peak RSS (VmHWM"):
+        peak = (_status_kib("VmHWM") - before) * 1024
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    print(json.dumps({"peak_bytes": peak, "method": method}))
+
+
+def measure_memory(model_name: str, variant: str, args) -> dict:
+    """Peak memory of one variant, measured in a fresh subprocess (see the module docstring)."""
+    cmd = [sys.executable, __file__, "--memory-child", model_name, variant, "--memory-steps",
+           str(args.memory_steps), "--precision", args.precision, "--batch-size", str(args.batch_size),
+           "--seq-len", str(args.seq_len)] + (["--device", args.device] if args.device else [])
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory subprocess for {model_name}/{variant} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def e2e_estimate(t: dict[str, float], cfg, n: int) -> dict:
+    """agwm / vanilla wall time at `n` examples from step counts x median step times."""
+    from agwm_betty.config import Config
+    from agwm_betty.train import num_steps
+
+    cfg = Config(K=cfg.K)  # the default schedule (3 + 3 epochs, batch 16), not the benchmark's
+    search = cfg.K * num_steps(int(round(cfg.split_ratio * n)), cfg.batch_size, cfg.search_epochs)
+    finetune = num_steps(n, cfg.batch_size, cfg.epochs)
+    agwm = search * t["search"] + finetune * t["finetune"]
+    vanilla = finetune * t["vanilla"]
+    return {"n": n, "K": cfg.K, "search_steps": search, "finetune_steps": finetune,
+            "vanilla_steps": finetune, "agwm_seconds": agwm, "vanilla_seconds": vanilla,
+            "ratio": agwm / vanilla, "kind": "estimate (step counts x median step times)"}
+
+
+def e2e_measure(args, cfg) -> dict:
+    """Run vanilla and agwm on `args.task` (n = args.n, seed 0) and compare their wall times."""
+    from agwm_betty.config import Config
+    from agwm_betty.data import get_task, load_glue, subsample, tokenize
+    from agwm_betty.methods import RunContext, get_method
+    from agwm_betty.plm import load_plm
+
+    spec = get_task(args.task)
+    tok = tokenizer()
+    glue = load_glue(args.task, args.data_dir)
+    split = "validation" if "validation" in glue else [k for k in glue if k != "train"][0]
+    train = tokenize(subsample(glue["train"], args.n, 0), tok, spec)
+    evaluation = tokenize(glue[split], tok, spec)
+    run_cfg = Config(progress=False, device=args.device, precision=args.precision,
+                     **({"K": args.K} if args.K else {}))
+
+    def factory():
+        loaded = load_plm("minilm", spec.num_labels, spec.is_regression)
+        return loaded[0], list(loaded[-1])
+
+    out = {}
+    for name in ("vanilla", "agwm"):
+        ctx = RunContext(spec, train, evaluation, tok, run_cfg, seed=0, model_factory=factory)
+        started = time.perf_counter()
+        result = get_method(name).run(ctx)
+        out[name] = {"wall": time.perf_counter() - started, "time": result.time, "metric": result.metric}
+        print(f"  [e2e] {name}: {out[name]['wall']:.1f}s {spec.metric}={result.metric:.2f}", file=sys.stderr)
+    train_time = {k: v["time"]["total"] - v["time"].get("eval", 0.0) for k, v in out.items()}
+    return {"task": args.task, "n": args.n, "K": run_cfg.K, "runs": out,
+            "ratio": out["agwm"]["wall"] / out["vanilla"]["wall"],
+            "ratio_without_eval": train_time["agwm"] / train_time["vanilla"], "kind": "measured"}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if args.memory_child:
+        memory_child(args)
+        return 0
+    import torch
+
+    from agwm_betty.train import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config(args)
+    device = resolve_device(cfg)
+    models = [m for m in args.models.split(",") if m] or (list(MODELS) if device.type == "cuda" else ["minilm"])
+    for m in models:
+        if m not in MODELS:
+            raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, "
+          f"batch {args.batch_size} x {args.seq_len}, {args.repeats} rounds", flush=True)
+    tok, data = tokenizer(), fixed_dataset(args.batch_size, args.seq_len)
+    results = {"device": str(device), "device_name": name, "precision": args.precision, "models": {}}
+    for model_name in models:
+        times, flops = time_steps(model_name, args, cfg, tok, data)
+        med = {v: statistics.median(t) for v, t in times.items()}
+        res = {"times": times, "median_s": med,
+               "time_ratio": {v: med[v] / med["vanilla"] for v in med if v != "vanilla"},
+               # per round, each variant against the vanilla step timed just before it
+               "paired_time_ratio": {v: statistics.median(t / a for t, a in zip(times[v], times["vanilla"]))
+                                     for v in med if v != "vanilla"}}
+        if flops:
+            res.update(flops=flops, flop_ratio={v: flops[v] / flops["vanilla"] for v in flops if v != "vanilla"})
+        if not args.no_memory:
+            mem = {v: measure_memory(model_name, v, args) for v in VARIANTS}
+            peak = {v: mem[v]["peak_bytes"] for v in VARIANTS}
+            res.update(memory_method=mem["vanilla"]["method"], peak_bytes=peak,
+                       memory_ratio={"finetune": peak["finetune"] / peak["vanilla"],
+                                     "search": peak["search"] / peak["vanilla"]})
+        res["e2e"] = e2e_estimate(med, cfg, args.n)
+        results["models"][model_name] = res
+        print(f"\n{model_name}:")
+        for v in VARIANTS:
+            mem_txt = f"  peak {res['peak_bytes'][v] / 2**20:8.0f} MiB" if "peak_bytes" in res else ""
+            print(f"  ({'abc'[VARIANTS.index(v)]}) {v:8s} median {med[v]:8.3f} s{mem_txt}")
+        print(f"  time    finetune/vanilla {res['time_ratio']['finetune']:.2f}   "
+              f"search/vanilla {res['time_ratio']['search']:.2f}")
+        print(f"  paired  finetune/vanilla {res['paired_time_ratio']['finetune']:.2f}   "
+              f"search/vanilla {res['paired_time_ratio']['search']:.2f}   (median of per-round ratios)")
+        if flops:
+            print(f"  FLOPs   finetune/vanilla {res['flop_ratio']['finetune']:.2f}   "
+                  f"search/vanilla {res['flop_ratio']['search']:.2f}   (vanilla {flops['vanilla'] / 1e9:.0f} GFLOP)")
+        if BETTY_SEARCH in med:
+            print(f"  ({BETTY_SEARCH}: median {med[BETTY_SEARCH]:.3f} s, /vanilla "
+                  f"{res['time_ratio'][BETTY_SEARCH]:.2f}, paired {res['paired_time_ratio'][BETTY_SEARCH]:.2f}"
+                  + (f", FLOPs {res['flop_ratio'][BETTY_SEARCH]:.2f}" if flops else "")
+                  + ": Betty's two backward passes of the outer loss)")
+        if "memory_ratio" in res:
+            print(f"  memory  finetune/vanilla {res['memory_ratio']['finetune']:.2f}   "
+                  f"search/vanilla {res['memory_ratio']['search']:.2f}   ({res['memory_method']})")
+        e2e = res["e2e"]
+        print(f"  end to end at n={e2e['n']}, K={e2e['K']}: agwm/vanilla ~ {e2e['ratio']:.1f}x ({e2e['kind']}: "
+              f"{e2e['search_steps']} search + {e2e['finetune_steps']} finetune vs {e2e['vanilla_steps']} steps)")
+    if args.e2e:
+        results["e2e_measured"] = e2e_measure(args, cfg)
+        m = results["e2e_measured"]
+        print(f"\nend to end, measured on {m['task']} n={m['n']} K={m['K']}: agwm/vanilla {m['ratio']:.1f}x "
+              f"(without evaluation {m['ratio_without_eval']:.1f}x)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    head = results["models"].get("minilm") or next(iter(results["models"].values()))
+    memory = f"{head['memory_ratio']['search']:.2f}" if "memory_ratio" in head else "nan"
+    print(f"finetune_step_ratio={head['time_ratio']['finetune']:.2f} "
+          f"search_step_ratio={head['time_ratio']['search']:.2f} search_memory_ratio={memory}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

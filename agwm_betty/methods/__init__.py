@@ -3,8 +3,22 @@ from __future__ import annotations
 
 from agwm_betty.methods.agwm import AGWM, Joint, RandomAlpha, VanillaMatched
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
+from agwm_betty.methods.consistency import R3F, RDrop
+from agwm_betty.methods.mixout import Mixout
+from agwm_betty.methods.parameter_efficient import LoRA, PrefixTuning, PromptTuning
+from agwm_betty.methods.reinit import ReInit
+from agwm_betty.methods.soup import Soup
+from agwm_betty.methods.subnetwork import DPS, ChildTuningD
 
-METHODS: dict[str, Method] = {m.name: m for m in (FinetuneMethod(), AGWM(), Joint(), RandomAlpha(), VanillaMatched())}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        FinetuneMethod(), AGWM(), Joint(), RandomAlpha(), VanillaMatched(),  # the paper and its ablations
+        Mixout(), R3F(), RDrop(), ReInit(), ChildTuningD(), DPS(),  # regularisation baselines (table 3)
+        LoRA(), PrefixTuning(), PromptTuning(),  # parameter-efficient baselines (table 9)
+        Soup(),  # model soup (table 10)
+    )
+}
 
 
 def get_method(name: str) -> Method:

@@ -1,0 +1,113 @@
+"""Parameter-efficient finetuning through HF PEFT (paper section 4.4, appendix F): LoRA (Hu et al.
+2021), Prefix-Tuning (Li and Liang 2021), Prompt Tuning (Lester et al. 2021).
+
+The PLM is frozen; the adapters and the freshly initialised task head (PEFT's `modules_to_save`)
+train. With PEFT's defaults on BERT-large this gives the paper's trainable-parameter counts
+(LoRA on query/value: 788,482; prefix: 985,090; prompt: 22,530).
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.methods.base import FinetuneMethod, RunContext
+from agwm_betty.mixup import HEAD_MODULES
+
+
+def head_modules(ctx: RunContext) -> list[str]:
+    """The task head's freshly initialised modules, each named by its outermost head module
+    (`classifier.dense` -> `classifier`), for PEFT's `modules_to_save`."""
+    roots = {n.split(".")[0] if n.split(".")[0] in HEAD_MODULES else n for n in ctx.new_modules}
+    return sorted(roots)
+
+
+class PeftMethod(FinetuneMethod):
+    """Wrap the fresh PLM with `peft.get_peft_model(model, self.peft_config(ctx))`."""
+
+    hparams = TRAINING_FIELDS + ("peft_lr",)
+
+    def peft_config(self, ctx: RunContext):
+        raise NotImplementedError
+
+    def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.peft_config(ctx))
+
+    def learning_rate(self, ctx: RunContext) -> float:
+        return ctx.cfg.peft_lr if ctx.cfg.peft_lr > 0 else ctx.cfg.lr
+
+
+class LoRA(PeftMethod):
+    name = "lora"
+    description = "LoRA (Hu et al. 2021): frozen PLM, trainable low-rank updates of query/value (PEFT defaults)"
+    hparams = PeftMethod.hparams + ("lora_r", "lora_alpha", "lora_dropout")
+
+    def peft_config(self, ctx: RunContext):
+        from peft import LoraConfig, TaskType
+
+        cfg = ctx.cfg
+        return LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                          lora_dropout=cfg.lora_dropout, modules_to_save=head_modules(ctx))
+
+    def finalize(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        """Fold B @ A into the base weights: a plain HF model, no inference overhead."""
+        return model.merge_and_unload()
+
+
+class PromptTuning(PeftMethod):
+    name = "prompt"
+    description = "Prompt Tuning (Lester et al. 2021): frozen PLM, trainable soft-prompt embeddings"
+    hparams = PeftMethod.hparams + ("num_virtual_tokens",)
+
+    def peft_config(self, ctx: RunContext):
+        from peft import PromptTuningConfig, TaskType
+
+        return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=ctx.cfg.num_virtual_tokens,
+                                  modules_to_save=head_modules(ctx))
+
+
+class PrefixTuned(nn.Module):
+    """A PEFT prefix-tuning model called the way transformers 5 expects: the prefix goes to the
+    backbone as its key/value `cache` (PEFT 0.21 looks for the old `past_key_values` argument and
+    refuses BERT), and the attention mask is extended over the prefix."""
+
+    def __init__(self, peft_model: nn.Module):
+        super().__init__()
+        self.peft_model = peft_model
+        classifier = peft_model.base_model  # for prompt learning, the HF classifier itself
+        backbone = inspect.signature(classifier.base_model.forward).parameters
+        self.cache_argument = "cache" if "cache" in backbone else "past_key_values"
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        batch_size = input_ids.shape[0]
+        virtual = self.peft_model.peft_config[self.peft_model.active_adapter].num_virtual_tokens
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        prefix_mask = attention_mask.new_ones(batch_size, virtual)
+        kwargs[self.cache_argument] = self.peft_model.get_prompt(batch_size)
+        return self.peft_model.base_model(
+            input_ids=input_ids, attention_mask=torch.cat([prefix_mask, attention_mask], dim=1), **kwargs
+        )
+
+    def save_pretrained(self, directory, **kwargs) -> None:
+        """Save the prefix and the head as a PEFT adapter (a prefix cannot be merged into the weights)."""
+        self.peft_model.save_pretrained(directory, **kwargs)
+
+
+class PrefixTuning(PeftMethod):
+    name = "prefix"
+    description = "Prefix-Tuning (Li and Liang 2021): frozen PLM, trainable key/value prefixes in every layer"
+    hparams = PeftMethod.hparams + ("num_virtual_tokens",)
+
+    def peft_config(self, ctx: RunContext):
+        from peft import PrefixTuningConfig, TaskType
+
+        return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=ctx.cfg.num_virtual_tokens,
+                                  modules_to_save=head_modules(ctx))
+
+    def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        return PrefixTuned(super().prepare(model, ctx))

@@ -178,8 +178,13 @@ def apply_mixup(
 
 def merge_mixup(model: nn.Module) -> nn.Module:
     """Fold every `MixupLinear` back into a plain layer with its effective weight; return `model`."""
+    return merge_layers(model, MixupLinear)
+
+
+def merge_layers(model: nn.Module, layer_type: type) -> nn.Module:
+    """Replace every `layer_type` module by its `merged()` plain layer, in place; return `model`."""
     for name, module in list(model.named_modules()):
-        if isinstance(module, MixupLinear):
+        if isinstance(module, layer_type):
             _replace(model, name, module.merged())
     return model
 

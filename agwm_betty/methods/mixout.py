@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from agwm_betty.config import TRAINING_FIELDS
 from agwm_betty.methods.base import FinetuneMethod, RunContext
-from agwm_betty.mixup import HEAD_MODULES, Conv1D, _replace, mixup_targets
+from agwm_betty.mixup import HEAD_MODULES, Conv1D, _replace, merge_layers, mixup_targets
 
 
 class MixoutLinear(nn.Module):
@@ -75,10 +75,7 @@ def apply_mixout(model: nn.Module, p: float, exclude_modules: Sequence[str] = HE
 
 def merge_mixout(model: nn.Module) -> nn.Module:
     """Replace every `MixoutLinear` by its plain layer (weights W); return `model`."""
-    for name, module in list(model.named_modules()):
-        if isinstance(module, MixoutLinear):
-            _replace(model, name, module.merged())
-    return model
+    return merge_layers(model, MixoutLinear)
 
 
 class Mixout(FinetuneMethod):

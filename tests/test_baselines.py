@@ -45,13 +45,15 @@ def states_equal(a: nn.Module, b: nn.Module) -> bool:
 # ---------------------------------------------------------------- every baseline, end to end
 
 
-@pytest.mark.parametrize("regression", [False, True], ids=["classification", "regression"])
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize(
+    "name, regression",
+    [(name, regression) for name in BASELINES for regression in (False, True)
+     if not (regression and name == "r3f")],  # r3f declines regression: tested on its own below
+)
 def test_every_baseline_runs_and_reports_a_finite_metric(tokenizer, name, regression):
     spec = REGRESSION_SPEC if regression else SPEC
     method = get_method(name)
-    if method.applies_to(spec):
-        pytest.skip(method.applies_to(spec))
+    assert method.applies_to(spec) is None
     result = method.run(context(tokenizer, Config(**FAST, soup_size=2, reinit_layers=1), spec=spec))
     assert math.isfinite(result.metric) and -100 <= result.metric <= 100
     assert result.steps["finetune"] == (12 if name == "soup" else 6)

@@ -115,3 +115,20 @@ def test_custom_dataset_runs_through_the_same_protocol(tmp_path, glue_dir):
     (record,) = records(out / "runs.jsonl")
     assert record["task"] == "mine" and record["n"] == 0 and record["num_train"] == 24
     assert record["metric_name"] == "accuracy" and record["num_eval"] == 8
+
+
+def test_a_method_that_does_not_apply_reports_vanilla_with_a_note(tokenizer, monkeypatch):
+    import agwm_betty.experiment as experiment
+    from agwm_betty.config import Config
+    from synthetic import REGRESSION_SPEC, synthetic_task
+    from tiny_models import tiny_model
+
+    monkeypatch.setattr(experiment, "_factory", lambda plm, spec: (tiny_model("bert", num_labels=1).train(),
+                                                                    ["classifier"]))
+    exp = experiment.Experiment(methods=("r3f",), seeds=(0,), cfg=Config(max_steps=2, progress=False))
+    data = experiment.TaskData(REGRESSION_SPEC, None, synthetic_task(16, seed=2, regression=True))
+    record, _ = experiment.run_one(exp, data, synthetic_task(16, regression=True), data.eval, tokenizer,
+                                   "synthetic-reg", 0, "r3f")
+    assert record["method"] == "r3f" and "vanilla finetuning reported instead" in record["note"]
+    assert record["hparams"] == exp.cfg.to_dict(experiment.get_method("r3f").hparams)
+    assert record["metric_name"] == "spearman" and record["steps"] == {"finetune": 2}

@@ -11,11 +11,15 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 COMMON=(--plm minilm --data-dir ../shared/glue_data --output results --no-progress
         --lr 1e-4 --search-lr 1e-4 --epochs 5 --K 2)
-N300=(--n 300 --seeds 5 --methods vanilla,agwm,random-alpha,vanilla-matched,joint)
+N300_MAIN=(--n 300 --seeds 5 --methods vanilla,agwm,vanilla-matched)  # first: the key comparison
+N300_ABLATIONS=(--n 300 --seeds 5 --methods random-alpha,joint)
 N1000=(--n 1000 --seeds 5 --methods vanilla,agwm)
 lane() {  # lane <task> <task>...: n=300 for each task, then n=1000 for cola/stsb
   for task in "$@"; do
-    OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" "${N300[@]}" --tasks "$task"
+    OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" "${N300_MAIN[@]}" --tasks "$task"
+  done
+  for task in "$@"; do
+    OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" "${N300_ABLATIONS[@]}" --tasks "$task"
   done
   for task in "$@"; do
     case "$task" in cola|stsb) OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" "${N1000[@]}" --tasks "$task";; esac

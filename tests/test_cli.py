@@ -1,6 +1,5 @@
 """Spec of `experiments/glue.py`: records, resuming after a kill, and clear errors for bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,5 +1,4 @@
 """Spec of the mixup surgery (section 3.1, low-rank alpha): apply, formula, gradients, merge, errors."""
-import copy
 
 import pytest
 import torch

@@ -5,7 +5,6 @@ import torch
 from agwm_betty.config import Config
 from agwm_betty.mixup import alpha_state_dict, apply_mixup, mixup_layers
 from agwm_betty.search import _split_engine, finetune_phase, search_phase
-from agwm_betty.train import Hooks
 from synthetic import synthetic_task
 from tiny_models import tiny_model
 

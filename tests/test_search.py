@@ -7,13 +7,13 @@ import torch
 from agwm_betty.config import Config
 from agwm_betty.methods import RunContext, get_method
 from agwm_betty.mixup import (
-    alpha_parameters, alpha_state_dict, apply_mixup, mixup_layers, set_alphas_trainable, task_parameters,
+    alpha_parameters, alpha_state_dict, apply_mixup, mixup_layers, task_parameters,
 )
 from agwm_betty.search import _split_engine, average_states, finetune_phase, search_phase
 from agwm_betty.train import DivergenceError, decay_groups, train_loop
 from agwm_betty.mixup import named_task_parameters
 from agwm_betty.data import make_loader
-from synthetic import REGRESSION_SPEC, SPEC, synthetic_task
+from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
 FAST = dict(K=2, search_epochs=1, epochs=1, progress=False, batch_size=8)

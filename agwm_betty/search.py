@@ -103,13 +103,14 @@ def finetune_phase(
     groups: list[dict] | None = None, lr: float | None = None,
 ) -> list[float]:
     """Train the task weights on the whole training set with the alphas fixed (the same loop
-    serves vanilla finetuning and every baseline); return the training losses."""
+    serves vanilla finetuning and every baseline); return the training losses. A method that
+    passes its own `groups` (e.g. joint training, which includes the alphas) decides what trains."""
     cfg.validate()
     device = resolve_device(cfg)
     check_precision(cfg, device)
-    set_alphas_trainable(model, False)
     model.to(device)
-    if groups is None:
+    if groups is None:  # the finetune phase proper: alphas fixed, every task parameter trains
+        set_alphas_trainable(model, False)
         groups = decay_groups(named_task_parameters(model), cfg.weight_decay)
     steps = num_steps(len(train), cfg.batch_size, cfg.epochs, cfg.max_steps)
     loader = make_loader(train, tokenizer, cfg.batch_size, shuffle=True, seed=seed)

@@ -206,3 +206,14 @@ def test_vanilla_matched_gets_as_many_task_updates_as_agwm(tokenizer):
     agwm = get_method("agwm").run(context(tokenizer, cfg))
     matched = get_method("vanilla-matched").run(context(tokenizer, cfg))
     assert matched.steps == agwm.steps
+
+
+def test_joint_training_updates_alphas_and_task_weights_together(tokenizer):
+    joint, ctx = get_method("joint"), context(tokenizer, Config(**FAST))
+    model = joint.prepare(ctx.new_model(), ctx)
+    alphas, task = alpha_state_dict(model), clone_params(task_parameters(model))
+    finetune_phase(model, ctx.train, tokenizer, ctx.cfg, groups=joint.param_groups(model, ctx),
+                   hooks=joint.hooks(model, ctx))
+    assert max((alpha_state_dict(model)[k] - v).abs().max() for k, v in alphas.items()) > 1e-4
+    assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model)))
+    assert all(0 <= p.min() and p.max() <= 1 for p in alpha_parameters(model))

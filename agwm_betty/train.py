@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -127,7 +127,6 @@ class TrainStep:
         lr: float,
         hooks: Hooks | None = None,
         phase: str = "finetune phase",
-        clip_params: Sequence[nn.Parameter] | None = None,
     ):
         self.model, self.cfg, self.phase = model, cfg, phase
         self.hooks = hooks or Hooks()
@@ -136,7 +135,6 @@ class TrainStep:
         self.scheduler = make_scheduler(self.optimizer, steps, cfg.warmup_ratio)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.trained = [p for g in groups for p in g["params"]]
-        self.params = list(clip_params) if clip_params is not None else self.trained
         self.data_parallel = distributed.setup(cfg.strategy, self.device)
 
     def __call__(self, batch: dict, step: int) -> float:
@@ -154,7 +152,7 @@ class TrainStep:
             scaler.unscale_(optimizer)
         self.hooks.after_backward(self.model, step)
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.trained, self.cfg.max_grad_norm)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -175,10 +173,9 @@ def train_loop(
     lr: float,
     hooks: Hooks | None = None,
     phase: str = "finetune phase",
-    clip_params: Sequence[nn.Parameter] | None = None,
 ) -> list[float]:
     """Train `model` for `steps` optimiser steps over `loader` (cycled); return the losses."""
-    train_step = TrainStep(model, groups, cfg, steps, lr, hooks, phase, clip_params)
+    train_step = TrainStep(model, groups, cfg, steps, lr, hooks, phase)
     if train_step.data_parallel:
         loader = distributed.ShardedLoader(loader)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))

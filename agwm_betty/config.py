@@ -63,7 +63,9 @@ class Config:
     lora_r: int = _f(8, "lora: rank")
     lora_alpha: int = _f(16, "lora: scaling alpha")
     lora_dropout: float = _f(0.1, "lora: dropout")
-    peft_lr: float = _f(0.0, "lora/prefix/prompt: learning rate (0 = use --lr)")
+    lora_lr: float = _f(3e-4, "lora: learning rate (the PEFT library's LoRA example, as appendix F)")
+    prefix_lr: float = _f(1e-2, "prefix: learning rate (the PEFT library's prefix-tuning example)")
+    prompt_lr: float = _f(1e-3, "prompt: learning rate (the PEFT library's prompt-tuning example)")
     num_virtual_tokens: int = _f(20, "prefix/prompt: number of virtual tokens")
     soup_size: int = _f(5, "soup: number of vanilla models averaged")
 
@@ -75,14 +77,15 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ValueError on any invalid value before training starts; return self."""
-        positive = ("lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size")
+        positive = ("lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size",
+                "lora_lr", "prefix_lr", "prompt_lr")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = (
             "epochs", "search_epochs", "max_steps", "weight_decay", "alpha_weight_decay",
             "max_grad_norm", "alpha_init_std", "sigma", "r3f_eps", "r3f_lambda", "rdrop_alpha",
-            "reinit_layers", "darts_alpha", "peft_lr", "lora_dropout",
+            "reinit_layers", "darts_alpha", "lora_dropout",
         )
         for name in non_negative:
             value = getattr(self, name)

@@ -283,7 +283,7 @@ def test_dps_period_is_the_update_ratio_of_the_run(tokenizer):
 
 @pytest.mark.parametrize("method", [LoRA(), PrefixTuning(), PromptTuning()], ids=lambda m: m.name)
 def test_parameter_efficient_methods_keep_the_plm_frozen(tokenizer, method):
-    cfg = Config(**FAST, peft_lr=1e-2)
+    cfg = Config(**FAST, lora_lr=1e-2, prefix_lr=1e-2, prompt_lr=1e-2)
     ctx = context(tokenizer, cfg)
     model = method.prepare(ctx.new_model(), ctx)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -297,7 +297,7 @@ def test_parameter_efficient_methods_keep_the_plm_frozen(tokenizer, method):
 
 
 def test_lora_merges_into_a_plain_model_with_the_same_predictions(tokenizer):
-    ctx = context(tokenizer, Config(**FAST, peft_lr=1e-2))
+    ctx = context(tokenizer, Config(**FAST, lora_lr=1e-2, prefix_lr=1e-2, prompt_lr=1e-2))
     method = LoRA()
     model = method.prepare(ctx.new_model(), ctx)
     finetune_phase(model, ctx.train, tokenizer, ctx.cfg, seed=0, lr=method.learning_rate(ctx))
@@ -366,3 +366,16 @@ def test_every_baseline_takes_two_steps_on_minilm_and_real_cola(cola, tokenizer,
     result = get_method(name).run(ctx)
     assert math.isfinite(result.metric)
     assert result.steps["finetune"] == (4 if name == "soup" else 2)
+
+
+@pytest.mark.parametrize("method", [LoRA(), PrefixTuning(), PromptTuning()], ids=lambda m: m.name)
+def test_parameter_efficient_methods_train_at_their_own_learning_rate(tokenizer, method):
+    """Not at --lr, the full-finetuning rate at which adapters barely move; and a change of a
+    method's own rate is a different run, a change of another method's rate is not."""
+    own = {"lora": "lora_lr", "prefix": "prefix_lr", "prompt": "prompt_lr"}[method.name]
+    other = next(f for f in ("lora_lr", "prefix_lr", "prompt_lr") if f != own)
+    cfg = Config(**{**FAST, "lr": 1e-5}, **{own: 7e-3})
+    assert method.learning_rate(context(tokenizer, cfg)) == 7e-3
+    hparams = cfg.to_dict(method.hparams)
+    assert cfg.to_dict(method.hparams) != Config(**{**FAST, "lr": 1e-5}, **{own: 8e-3}).to_dict(method.hparams)
+    assert Config(**{**FAST, "lr": 1e-5}, **{own: 7e-3, other: 1.0}).to_dict(method.hparams) == hparams

@@ -25,9 +25,14 @@ def head_modules(ctx: RunContext) -> list[str]:
 
 
 class PeftMethod(FinetuneMethod):
-    """Wrap the fresh PLM with `peft.get_peft_model(model, self.peft_config(ctx))`."""
+    """Wrap the fresh PLM with `peft.get_peft_model(model, self.peft_config(ctx))`.
 
-    hparams = TRAINING_FIELDS + ("peft_lr",)
+    Each method trains at its own learning rate (`lr_field`), not at --lr: adapters and soft
+    prompts need far larger steps than full finetuning, and the paper took these settings from the
+    PEFT library's examples (appendix F). At a full-finetuning lr they barely leave their start.
+    """
+
+    lr_field = ""
 
     def peft_config(self, ctx: RunContext):
         raise NotImplementedError
@@ -38,13 +43,14 @@ class PeftMethod(FinetuneMethod):
         return get_peft_model(model, self.peft_config(ctx))
 
     def learning_rate(self, ctx: RunContext) -> float:
-        return ctx.cfg.peft_lr if ctx.cfg.peft_lr > 0 else ctx.cfg.lr
+        return getattr(ctx.cfg, self.lr_field)
 
 
 class LoRA(PeftMethod):
     name = "lora"
     description = "LoRA (Hu et al. 2021): frozen PLM, trainable low-rank updates of query/value (PEFT defaults)"
-    hparams = PeftMethod.hparams + ("lora_r", "lora_alpha", "lora_dropout")
+    lr_field = "lora_lr"
+    hparams = TRAINING_FIELDS + (lr_field, "lora_r", "lora_alpha", "lora_dropout")
 
     def peft_config(self, ctx: RunContext):
         from peft import LoraConfig, TaskType
@@ -61,7 +67,8 @@ class LoRA(PeftMethod):
 class PromptTuning(PeftMethod):
     name = "prompt"
     description = "Prompt Tuning (Lester et al. 2021): frozen PLM, trainable soft-prompt embeddings"
-    hparams = PeftMethod.hparams + ("num_virtual_tokens",)
+    lr_field = "prompt_lr"
+    hparams = TRAINING_FIELDS + (lr_field, "num_virtual_tokens")
 
     def peft_config(self, ctx: RunContext):
         from peft import PromptTuningConfig, TaskType
@@ -101,7 +108,8 @@ class PrefixTuned(nn.Module):
 class PrefixTuning(PeftMethod):
     name = "prefix"
     description = "Prefix-Tuning (Li and Liang 2021): frozen PLM, trainable key/value prefixes in every layer"
-    hparams = PeftMethod.hparams + ("num_virtual_tokens",)
+    lr_field = "prefix_lr"
+    hparams = TRAINING_FIELDS + (lr_field, "num_virtual_tokens")
 
     def peft_config(self, ctx: RunContext):
         from peft import PrefixTuningConfig, TaskType

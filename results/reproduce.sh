@@ -15,10 +15,8 @@ N300_MAIN=(--n 300 --seeds 5 --methods vanilla,agwm,vanilla-matched)  # first: t
 N300_ABLATIONS=(--n 300 --seeds 5 --methods random-alpha,joint)
 N1000=(--n 1000 --seeds 5 --methods vanilla,agwm)
 lane() {  # lane <task> <task>...: n=300 for each task, then n=1000 for cola/stsb
-  for task in "$@"; do
+  for task in "$@"; do  # finish one task's n=300 table before starting the next
     OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" "${N300_MAIN[@]}" --tasks "$task"
-  done
-  for task in "$@"; do
     OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" "${N300_ABLATIONS[@]}" --tasks "$task"
   done
   for task in "$@"; do
@@ -26,6 +24,6 @@ lane() {  # lane <task> <task>...: n=300 for each task, then n=1000 for cola/sts
   done
 }
 mkdir -p results/logs
-lane cola rte > results/logs/lane1.log 2>&1 &
-lane stsb mrpc > results/logs/lane2.log 2>&1 &
+lane cola rte >> results/logs/lane1.log 2>&1 &
+lane stsb mrpc >> results/logs/lane2.log 2>&1 &
 wait

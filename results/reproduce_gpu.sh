@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The embedded-MiniLM reproduction on one GPU: the same protocol and recipe as
+# results/reproduce.sh (the CPU lanes), fp32, only the device differs. It runs the whole n = 300
+# grid of the results and baselines issues (CoLA, RTE, MRPC, STS-B; seeds 0-4; vanilla, agwm,
+# vanilla-matched, random-alpha, joint and the ten baselines), then n = 1000 for vanilla and agwm
+# on CoLA and STS-B. Each line of jobs() is one glue.py process; WORKERS of them share the GPU.
+# Resumable like every sweep (finished runs are lines of $OUT_DIR/runs.jsonl); with BUDGET_S set,
+# no job runs past that many seconds from the start, so a lease that ends loses only the runs in
+# flight.
+#   OUT_DIR=results/gpu WORKERS=14 BUDGET_S=500 bash results/reproduce_gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PY=${PY:-.venv/bin/python} OUT_DIR=${OUT_DIR:-results/gpu} LOG_DIR=${LOG_DIR:-results/logs/gpu}
+export GLUE=${GLUE_DIR:-../shared/glue_data} DEADLINE=$(($(date +%s) + ${BUDGET_S:-1000000}))
+export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+mkdir -p "$OUT_DIR" "$LOG_DIR"
+
+jobs() {  # the n = 300 grid first (heaviest jobs first within it), then n = 1000 one seed a job
+  local t
+  for t in stsb rte mrpc cola; do
+    echo "$t --n 300 --seeds 5 --methods agwm"
+    echo "$t --n 300 --seeds 5 --methods random-alpha"
+    echo "$t --n 300 --seeds 5 --methods vanilla-matched"
+    echo "$t --n 300 --seeds 5 --methods vanilla,joint,soup"
+    echo "$t --n 300 --seeds 5 --methods mixout,r3f,rdrop,reinit"
+    echo "$t --n 300 --seeds 5 --methods child-tuning-d,dps,lora,prefix,prompt"
+  done
+  for t in stsb cola; do
+    echo "$t --n 1000 --seeds 5 --methods vanilla"
+    for s in 0 1 2 3 4; do echo "$t --n 1000 --seeds $s, --methods agwm"; done
+  done
+}
+
+job() {  # job TASK ARGS...: one glue.py sweep, stopped at the deadline
+  local left=$((DEADLINE - $(date +%s))) name
+  name=$(echo "$*" | tr -c 'a-z0-9,\n-' '_')
+  [ "$left" -gt 30 ] || { echo "skipped (deadline): $*"; return 0; }
+  timeout "$left" "$PY" experiments/glue.py --plm minilm --data-dir "$GLUE" --output "$OUT_DIR" --no-progress \
+    --lr 1e-4 --search-lr 1e-4 --epochs 5 --K 2 --tasks "$@" >"$LOG_DIR/$name.log" 2>&1
+  echo "exit $? after $(($(date +%s) - DEADLINE + ${BUDGET_S:-1000000}))s: $*"
+}
+export -f job
+export BUDGET_S=${BUDGET_S:-1000000}
+jobs | xargs -P "${WORKERS:-4}" -I{} bash -c 'job {}'
+echo "$(wc -l <"$OUT_DIR/runs.jsonl") runs recorded in $OUT_DIR/runs.jsonl"

@@ -32,7 +32,12 @@ class PeftMethod(FinetuneMethod):
     PEFT library's examples (appendix F). At a full-finetuning lr they barely leave their start.
     """
 
-    lr_field = ""
+    lr_field = ""  # the config field holding this method's learning rate
+    peft_fields: tuple[str, ...] = ()  # the config fields its PEFT config reads
+
+    @property
+    def hparams(self) -> tuple[str, ...]:
+        return TRAINING_FIELDS + (self.lr_field, *self.peft_fields)
 
     def peft_config(self, ctx: RunContext):
         raise NotImplementedError
@@ -50,7 +55,7 @@ class LoRA(PeftMethod):
     name = "lora"
     description = "LoRA (Hu et al. 2021): frozen PLM, trainable low-rank updates of query/value (PEFT defaults)"
     lr_field = "lora_lr"
-    hparams = TRAINING_FIELDS + (lr_field, "lora_r", "lora_alpha", "lora_dropout")
+    peft_fields = ("lora_r", "lora_alpha", "lora_dropout")
 
     def peft_config(self, ctx: RunContext):
         from peft import LoraConfig, TaskType
@@ -64,17 +69,26 @@ class LoRA(PeftMethod):
         return model.merge_and_unload()
 
 
-class PromptTuning(PeftMethod):
+class VirtualTokenMethod(PeftMethod):
+    """Prompt learning: `num_virtual_tokens` trainable tokens, configured by the PEFT config class
+    named `config_name`."""
+
+    peft_fields = ("num_virtual_tokens",)
+    config_name = ""
+
+    def peft_config(self, ctx: RunContext):
+        import peft
+
+        config_class = getattr(peft, self.config_name)
+        return config_class(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=ctx.cfg.num_virtual_tokens,
+                            modules_to_save=head_modules(ctx))
+
+
+class PromptTuning(VirtualTokenMethod):
     name = "prompt"
     description = "Prompt Tuning (Lester et al. 2021): frozen PLM, trainable soft-prompt embeddings"
     lr_field = "prompt_lr"
-    hparams = TRAINING_FIELDS + (lr_field, "num_virtual_tokens")
-
-    def peft_config(self, ctx: RunContext):
-        from peft import PromptTuningConfig, TaskType
-
-        return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=ctx.cfg.num_virtual_tokens,
-                                  modules_to_save=head_modules(ctx))
+    config_name = "PromptTuningConfig"
 
 
 class PrefixTuned(nn.Module):
@@ -105,17 +119,11 @@ class PrefixTuned(nn.Module):
         self.peft_model.save_pretrained(directory, **kwargs)
 
 
-class PrefixTuning(PeftMethod):
+class PrefixTuning(VirtualTokenMethod):
     name = "prefix"
     description = "Prefix-Tuning (Li and Liang 2021): frozen PLM, trainable key/value prefixes in every layer"
     lr_field = "prefix_lr"
-    hparams = TRAINING_FIELDS + (lr_field, "num_virtual_tokens")
-
-    def peft_config(self, ctx: RunContext):
-        from peft import PrefixTuningConfig, TaskType
-
-        return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=ctx.cfg.num_virtual_tokens,
-                                  modules_to_save=head_modules(ctx))
+    config_name = "PrefixTuningConfig"
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         return PrefixTuned(super().prepare(model, ctx))

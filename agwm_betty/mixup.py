@@ -33,12 +33,28 @@ HEAD_MODULES: tuple[str, ...] = (
 )
 
 
+def is_conv1d(module: nn.Module) -> bool:
+    """GPT-2's `Conv1D`, whose weight is stored (in, out), the transpose of `nn.Linear`'s."""
+    return bool(Conv1D) and isinstance(module, Conv1D)
+
+
+def linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fan_in_fan_out: bool) -> torch.Tensor:
+    """The layer's output with `weight` in its storage layout: (out, in) for `nn.Linear`,
+    (in, out) for `Conv1D` (`fan_in_fan_out`)."""
+    if fan_in_fan_out:
+        out = x.reshape(-1, x.shape[-1]) @ weight
+        if bias is not None:
+            out = out + bias
+        return out.reshape(*x.shape[:-1], weight.shape[-1])
+    return F.linear(x, weight, bias)
+
+
 class MixupLinear(nn.Module):
     """A linear (or GPT-2 `Conv1D`) layer whose weight mixes task weight W and frozen W0 via alpha."""
 
     def __init__(self, base: nn.Module, rank: int, init_mean: float, init_std: float):
         super().__init__()
-        self.fan_in_fan_out = isinstance(base, Conv1D) if Conv1D else False
+        self.fan_in_fan_out = is_conv1d(base)
         self.weight = base.weight  # task weight W: the same Parameter object, starts at W0
         self.bias = base.bias
         self.register_buffer("weight0", base.weight.detach().clone(), persistent=False)
@@ -86,13 +102,7 @@ class MixupLinear(nn.Module):
         return torch.addcmul(bw0, a, self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.effective_weight()
-        if self.fan_in_fan_out:
-            out = x.reshape(-1, x.shape[-1]) @ weight
-            if self.bias is not None:
-                out = out + self.bias
-            return out.reshape(*x.shape[:-1], weight.shape[-1])
-        return F.linear(x, weight, self.bias)
+        return linear_forward(x, self.effective_weight(), self.bias, self.fan_in_fan_out)
 
     def merged(self) -> nn.Module:
         """A plain layer of the original type carrying the effective weight."""
@@ -120,7 +130,7 @@ def _init_alpha(shape, mean, std, device, dtype) -> torch.Tensor:
 
 
 def _is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or (bool(Conv1D) and isinstance(module, Conv1D))
+    return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
 def _matches(name: str, patterns: str | Sequence[str]) -> bool:

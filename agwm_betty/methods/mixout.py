@@ -17,11 +17,10 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from agwm_betty.config import TRAINING_FIELDS
 from agwm_betty.methods.base import FinetuneMethod, RunContext
-from agwm_betty.mixup import HEAD_MODULES, Conv1D, _replace, merge_layers, mixup_targets
+from agwm_betty.mixup import HEAD_MODULES, _replace, is_conv1d, linear_forward, merge_layers, mixup_targets
 
 
 class MixoutLinear(nn.Module):
@@ -33,7 +32,7 @@ class MixoutLinear(nn.Module):
             raise ValueError(f"mixout p must be in [0, 1), got {p!r}")
         self.base = base  # holds W (trainable) and the bias; put back as is by `merged`
         self.p = p
-        self.fan_in_fan_out = bool(Conv1D) and isinstance(base, Conv1D)
+        self.fan_in_fan_out = is_conv1d(base)
         self.register_buffer("weight0", base.weight.detach().clone(), persistent=False)
 
     def mixed_weight(self, mask: torch.Tensor) -> torch.Tensor:
@@ -43,15 +42,8 @@ class MixoutLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:  # p = 0 draws no mask: exactly the plain layer
             return self.base(x)
-        weight = self.base.weight
-        mask = torch.empty_like(weight).bernoulli_(1 - self.p)
-        weight = self.mixed_weight(mask)
-        if self.fan_in_fan_out:
-            out = x.reshape(-1, x.shape[-1]) @ weight
-            if self.base.bias is not None:
-                out = out + self.base.bias
-            return out.reshape(*x.shape[:-1], weight.shape[-1])
-        return F.linear(x, weight, self.base.bias)
+        mask = torch.empty_like(self.base.weight).bernoulli_(1 - self.p)
+        return linear_forward(x, self.mixed_weight(mask), self.base.bias, self.fan_in_fan_out)
 
     def merged(self) -> nn.Module:
         """The plain layer with the task weight W (what mixout evaluates with)."""

@@ -178,6 +178,44 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.iloc[order].reset_index(drop=True)
 
 
+def paired_differences(df: pd.DataFrame, label: str, reference: str) -> pd.DataFrame:
+    """Per (n, task): the mean over the seeds both methods ran of metric(label) - metric(reference),
+    and how many seeds that is. Same seed = same training subset, so the pairing removes the
+    subset's share of the spread."""
+    columns = ["n", "task", "mean_difference", "seeds"]
+    rows = []
+    for (n, task), group in df.groupby(["n", "task"], sort=False):
+        a = group[group["label"] == label].groupby("seed")["metric"].first()
+        b = group[group["label"] == reference].groupby("seed")["metric"].first()
+        shared = a.index.intersection(b.index)
+        if len(shared):
+            rows.append({"n": int(n), "task": task, "seeds": len(shared),
+                         "mean_difference": float((a[shared] - b[shared]).mean())})
+    out = pd.DataFrame(rows, columns=columns)
+    order = sorted(range(len(out)), key=lambda i: (out["n"][i], _task_key(out["task"][i])))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def relative_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Wall time per run relative to vanilla: per (n, label), the mean over tasks of
+    mean time(label) / mean time(vanilla) on that task (the paper's table 5 ratios). Times only
+    compare on one device: a task counts only where vanilla ran on the same device."""
+    if df.empty or "time" not in df:
+        return pd.DataFrame(columns=["n", "label", "ratio", "tasks"])
+    seconds = df["time"].map(lambda t: t.get("total") if isinstance(t, dict) else math.nan).astype(float)
+    device = df["device"].fillna("").astype(str) if "device" in df else ""
+    means = df.assign(seconds=seconds, device=device).groupby(["n", "task", "label", "device"])["seconds"].mean()
+    rows = []
+    for (n, label), cells in means.groupby(level=["n", "label"]):
+        ratios = [seconds_ / means[(n, task, "vanilla", dev)]
+                  for (_, task, _, dev), seconds_ in cells.items() if (n, task, "vanilla", dev) in means]
+        if ratios:
+            rows.append({"n": int(n), "label": label, "ratio": float(np.mean(ratios)), "tasks": len(ratios)})
+    out = pd.DataFrame(rows, columns=["n", "label", "ratio", "tasks"])
+    order = sorted(range(len(out)), key=lambda i: (out["n"][i], _order_key(out["label"][i])))
+    return out.iloc[order].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------- tables
 
 def _fmt(mean: float, std: float) -> str:
@@ -452,6 +490,16 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
     average = average_table(df)
     md += ["### Average over tasks\n", to_markdown(average), ""]
     save_csv(average, "average.csv")
+    for label in ("vanilla-matched", "vanilla"):
+        paired = paired_differences(df, "agwm", label)
+        if not paired.empty:
+            md += [f"### Paired by seed: agwm - {label}\n", to_markdown(paired.round(2).astype(object).set_index("task")), ""]
+            save_csv(paired, f"paired_agwm_{label}.csv", index=False)
+    cost = relative_cost(df)
+    if len(cost) > 1:
+        md += ["### Wall time per run relative to vanilla (mean over tasks)\n",
+               to_markdown(cost.round(2).astype(object).set_index("label")), ""]
+        save_csv(cost, "cost.csv", index=False)
     for plot, name in ((plot_alpha_layers, "alpha_layers.png"), (plot_alpha_hist, "alpha_hist.png")):
         made = plot(df, out / f"{prefix}{name}")
         if made is not None:

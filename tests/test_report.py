@@ -398,3 +398,37 @@ def test_cli_help_explains_usage():
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "report.py"), "--help"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 0 and "--out" in done.stdout and "runs" in done.stdout
+
+
+# ---------------------------------------------------------------- paired differences and cost
+
+def test_paired_differences_average_over_the_seeds_both_methods_ran(df):
+    """agwm - random-alpha (σ=0.005) at n = 300: random-alpha ran seeds 0-2 only."""
+    paired = report.paired_differences(df, "agwm", "random-alpha (σ=0.005)")
+    assert list(zip(paired["n"], paired["task"])) == [(300, "cola"), (300, "rte")]
+    for task in ("cola", "rte"):
+        a, b = METRICS[(300, task, "agwm", None)], METRICS[(300, task, "random-alpha", 0.005)]
+        got = paired[paired["task"] == task].iloc[0]
+        assert got["seeds"] == 3
+        assert got["mean_difference"] == pytest.approx(np.mean(np.subtract(a[:3], b)))
+
+
+def test_relative_cost_is_the_mean_over_tasks_of_the_time_ratio_to_vanilla(tmp_path):
+    recs = records(with_alphas=False)
+    for r in recs:  # agwm takes 3x vanilla on cola and 5x on rte; everything else 10 s
+        if r["method"] == "agwm":
+            r["time"] = {"total": 30.0 if r["task"] == "cola" else 50.0}
+    cost = report.relative_cost(report.load_runs([write_jsonl(tmp_path / "runs.jsonl", recs)]))
+    agwm = cost[(cost["n"] == 300) & (cost["label"] == "agwm")].iloc[0]
+    assert agwm["ratio"] == pytest.approx(4.0) and agwm["tasks"] == 2
+    vanilla = cost[(cost["n"] == 300) & (cost["label"] == "vanilla")].iloc[0]
+    assert vanilla["ratio"] == pytest.approx(1.0)
+
+
+def test_relative_cost_compares_times_only_on_one_device(tmp_path):
+    recs = records(with_alphas=False)
+    for r in recs:
+        r["device"] = "cpu" if r["method"] == "agwm" and r["task"] == "rte" else "gpu"
+    cost = report.relative_cost(report.load_runs([write_jsonl(tmp_path / "runs.jsonl", recs)]))
+    agwm = cost[(cost["n"] == 300) & (cost["label"] == "agwm")].iloc[0]
+    assert agwm["tasks"] == 1  # rte's agwm ran on another device than its vanilla

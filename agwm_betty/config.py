@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 # unfinished (its signature lacks the `sync` argument the engine passes) and meant for sampling.
 HYPERGRADIENTS = ("darts", "sama", "neumann", "cg")
 PRECISIONS = ("fp32", "bf16", "fp16")
-STRATEGIES = ("default", "distributed", "zero", "fsdp")
+STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
 
 
 def _f(default, help: str, **kw):
@@ -71,7 +71,8 @@ class Config:
 
     # systems
     precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (fp16 needs a GPU)")
-    strategy: str = _f("default", f"Betty strategy: {', '.join(STRATEGIES)} (launch with torchrun)")
+    strategy: str = _f("default", f"Betty strategy: {', '.join(STRATEGIES)} (launch with torchrun; splits: "
+                                  "each process runs whole search-phase splits, at most K processes)")
     device: str = _f("", "device (empty = cuda if available, else cpu)")
     progress: bool = _f(True, "show progress bars")
 

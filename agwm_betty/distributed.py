@@ -20,19 +20,33 @@ treats it as `distributed`), `fsdp` refused (it cannot wrap one module shared by
 
     torchrun --nproc_per_node 2 experiments/glue.py ... --strategy distributed [--device cpu]
 
+Split parallelism (strategy `splits`) is the other axis: the K splits of the search phase are
+independent until their average, so each rank runs whole splits (split k on rank k mod P) with a
+plain one-process Betty engine, and the ranks average the results once (`average_over_ranks`,
+one all-reduce) and exchange the per-split traces (`gather_splits`). Each split draws its batches
+and its dropout masks from its own seed (`split_rng`), so P ranks reproduce the one-process run
+up to float summation order. Everything outside the search phase (the finetune phase,
+evaluation, methods without a search phase) runs on every rank alike, the same work on the same
+seeds; rank 0 writes. `splits` with data parallelism at once cannot be asked for (one
+`strategy` field); P > K is refused, since a rank would be left without a split.
+
+    torchrun --nproc_per_node 2 experiments/glue.py ... --K 5 --strategy splits
+
 Results should be written by rank 0 only (`is_main_process`).
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 from betty.engine import Engine
 
 DISTRIBUTED_STRATEGIES = ("distributed", "zero", "fsdp")
+SPLITS = "splits"  # split parallelism: whole search-phase splits per rank (see the module docstring)
 SHARD_WEIGHT = "shard_weight"  # batch key: this rank's share n_rank / n_global of the global batch
 _BUCKET_BYTES = 64 * 2**20
 
@@ -95,10 +109,13 @@ def setup(strategy: str, device: torch.device | str) -> bool:
     if strategy in DISTRIBUTED_STRATEGIES:
         init(device)
         return world_size() > 1
+    if strategy == SPLITS:  # the ranks meet only in the search phase; the training loop runs alone
+        init(device)
+        return False
     if launched():
         raise ValueError(
             f"launched on {os.environ['WORLD_SIZE']} processes but strategy={strategy!r}: every rank "
-            f"would run the same job; pass --strategy distributed (or zero)"
+            f"would run the same job; pass --strategy distributed, zero or splits"
         )
     return False
 
@@ -181,6 +198,11 @@ class DistributedEngine(Engine):
     (nccl), with any world size, and keeps the process group alive across engines."""
 
     def configure_systems(self):
+        if self._strategy == SPLITS:  # this rank's split runs in a plain one-process engine
+            self._strategy = "gpu" if self._backend == "nccl" else "cpu"
+            systems = super().configure_systems()
+            self.device = rank_device(self.device)
+            return systems
         if self._strategy not in DISTRIBUTED_STRATEGIES:
             return super().configure_systems()
         if self._strategy == "fsdp":
@@ -200,3 +222,80 @@ class DistributedEngine(Engine):
         # Betty destroys the process group here; the next split's engine still needs it.
         if self.is_rank_zero():
             self.logger.info("Multilevel optimization finished!")
+
+
+# ---------------------------------------------------------------- split parallelism (strategy splits)
+
+T = TypeVar("T")
+
+
+def splits_parallel(strategy: str) -> bool:
+    """True when the search phase's splits are shared out over several ranks."""
+    return strategy == SPLITS and world_size() > 1
+
+
+def assigned_splits(splits: Sequence[T], strategy: str, device: torch.device | str) -> list[tuple[int, T]]:
+    """(k, split) for the splits this rank runs: all of them in one process or with data
+    parallelism; k = rank, rank + P, ... under strategy `splits` on P ranks (refused if P > K)."""
+    setup(strategy, device)
+    if not splits_parallel(strategy):
+        return list(enumerate(splits))
+    if world_size() > len(splits):
+        raise ValueError(f"strategy 'splits' on {world_size()} processes needs K >= {world_size()} splits, "
+                         f"got K={len(splits)}: launch at most K processes")
+    return [(k, splits[k]) for k in range(rank(), len(splits), world_size())]
+
+
+@contextlib.contextmanager
+def split_rng(seed: int, device: torch.device | str | None = None):
+    """Run a split on its own random stream (dropout masks): its result then depends on its seed
+    alone, not on the rank that runs it or on the splits before it; the caller's stream is left
+    as it was, so the ranks leave the search phase with the same one."""
+    device = torch.device(device) if device is not None else None
+    devices = [] if device is None or device.type != "cuda" else [
+        torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+@torch.no_grad()
+def average_over_ranks(states: list[dict[str, torch.Tensor]], total: int) -> dict[str, torch.Tensor]:
+    """Mean over all ranks' split results (`total` of them, this rank holding `states`) of the
+    floating-point entries, summed in float64 with one bucketed all-reduce; other entries from
+    this rank's first state. Every rank gets the same mean."""
+    first = states[0]
+    keys = [k for k, v in first.items() if v.is_floating_point()]
+    sums = [torch.stack([s[k].double() for s in states]).sum(0).to(_comm_device()) for k in keys]
+    for bucket in _buckets(sums):
+        flat = torch.cat([t.reshape(-1) for t in bucket])
+        dist.all_reduce(flat)
+        offset = 0
+        for t in bucket:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+    means = {k: (s / total).to("cpu", first[k].dtype) for k, s in zip(keys, sums)}
+    return {k: means[k] if k in means else v.clone() for k, v in first.items()}
+
+
+def gather_splits(total: int, *per_split: list) -> tuple[list, ...]:
+    """Each argument a list with one entry per split this rank ran (in `assigned_splits` order),
+    or empty (nothing recorded); return the same lists over all `total` splits in split order
+    (or empty), on every rank."""
+    gathered: list = [None] * world_size()
+    dist.all_gather_object(gathered, per_split)
+    out = []
+    for i in range(len(per_split)):
+        if not any(lists[i] for lists in gathered):
+            out.append([])
+            continue
+        merged = [None] * total
+        for r, lists in enumerate(gathered):
+            for j, value in enumerate(lists[i]):
+                merged[r + j * world_size()] = value
+        out.append(merged)
+    return tuple(out)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.data import blo_splits, make_loader
 from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
@@ -58,23 +59,28 @@ def search_phase(
     start = snapshot(model)
     results, inner_losses, outer_losses, steps = [], [], [], 0
     splits = blo_splits(len(train), cfg.K, cfg.split_ratio, seed)
-    for k, (train_idx, val_idx) in enumerate(splits):
+    for k, (train_idx, val_idx) in distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg)):
         model.load_state_dict(start)
         set_alphas_trainable(model, learn_alpha)
         engine, steps = _split_engine(
             model, train.select(train_idx), train.select(val_idx), tokenizer, cfg,
             seed=seed * 1000 + k, learn_alpha=learn_alpha, desc=f"search {k + 1}/{cfg.K}",
         )
-        engine.run()
+        with distributed.split_rng(seed * 1000 + k, resolve_device(cfg)):  # the same masks on any rank
+            engine.run()
         inner_losses.append(engine.inner.losses)
         outer_losses.append(engine.outer.losses if learn_alpha else [])
         results.append(snapshot(model))
-    averaged = average_states(results)
+    parallel = distributed.splits_parallel(cfg.strategy)  # the ranks ran disjoint splits: meet once
+    averaged = distributed.average_over_ranks(results, cfg.K) if parallel else average_states(results)
     if not cfg.average_task_weights:  # keep the starting task weights, average only the alphas
         averaged = {k: (v if k.endswith(ALPHA_KEYS) else start[k]) for k, v in averaged.items()}
     model.load_state_dict(averaged)
     set_alphas_trainable(model, False)
     split_alphas = [{k: v for k, v in r.items() if k.endswith(ALPHA_KEYS)} for r in results]
+    if parallel:  # every split's traces on every rank (rank 0 writes the record), in split order
+        split_alphas, inner_losses, outer_losses = distributed.gather_splits(
+            cfg.K, split_alphas, inner_losses, outer_losses)
     return SearchResult(averaged, split_alphas, inner_losses, outer_losses, steps, time.perf_counter() - started)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-# Betty 0.2.1's hypergradients that apply to a differentiable outer loss. Its `reinforce` is
-# unfinished (its signature lacks the `sync` argument the engine passes) and meant for sampling.
-HYPERGRADIENTS = ("darts", "sama", "neumann", "cg")
+# The outer hypergradients (agwm_betty.hypergradients): the paper's eq. 6, the official code's
+# Betty 0.2.0 form, Betty 0.2.1's darts, first-order, and Betty's implicit ones. Betty's
+# `reinforce` is unfinished (its signature lacks the `sync` argument the engine passes) and meant
+# for sampled outer losses.
+HYPERGRADIENTS = ("darts-paper", "darts-official", "darts", "first-order", "sama", "neumann", "cg")
+INNER_OPTIMIZERS = ("adamw", "sgd")
+ALPHA_SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
 
@@ -41,9 +45,21 @@ class Config:
     alpha_beta1: float = _f(0.9, "AdamW beta1 for alpha")
     alpha_beta2: float = _f(0.999, "AdamW beta2 for alpha")
     alpha_eps: float = _f(1e-8, "AdamW epsilon for alpha")
-    hypergradient: str = _f("darts", f"Betty hypergradient method: {', '.join(HYPERGRADIENTS)}")
+    hypergradient: str = _f("darts-paper", "outer hypergradient: darts-paper (eq. 6), darts-official (Betty 0.2.0 "
+                            "as the official code ran it), darts (Betty 0.2.1), first-order, sama, neumann, cg")
     unroll_steps: int = _f(1, "inner steps per outer step")
-    darts_alpha: float = _f(0.01, "finite-difference radius of darts/sama (eps = radius / ||v||)")
+    darts_alpha: float = _f(0.01, "finite-difference radius of the darts forms (eps = radius / ||v||)")
+    ift_iterations: int = _f(1, "neumann / cg: iterations of the inverse-Hessian approximation")
+    ift_alpha: float = _f(1.0, "neumann / cg: step size of the inverse-Hessian approximation")
+    inner_optimizer: str = _f("adamw", f"optimiser of W in the search phase: {', '.join(INNER_OPTIMIZERS)}")
+    inner_l2: float = _f(0.0, "explicit lambda_1 ||W||^2 over all task parameters in the inner loss (eq. 5's G; "
+                              "0 = weight decay in the optimiser only, as appendix D)")
+    search_max_grad_norm: float = _f(1.0, "gradient clipping norm for W in the search phase (0 = off)")
+    alpha_schedule: str = _f("linear", f"alpha lr schedule after warmup: {', '.join(ALPHA_SCHEDULES)}")
+    repeat_inner_step: bool = _f(False, "after each outer step W steps again on the same BLO-train batch "
+                                        "(Betty 0.2.0's roll_back as the official code ran it)")
+    diagnostic_points: int = _f(3, "outer steps per split at which the alpha hypergradient's signal is "
+                                   "measured on two BLO-val batches (0 = off; never changes the search)")
     average_task_weights: bool = _f(True, "average the task weights W over the K searches too")
     rank: int = _f(1, "rank r of the alpha factorisation alpha1 @ alpha2")
     alpha_init_mean: float = _f(1.0, "mean of the alpha init N(mean, std)")
@@ -79,14 +95,15 @@ class Config:
     def validate(self) -> "Config":
         """Raise ValueError on any invalid value before training starts; return self."""
         positive = ("lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size",
-                "lora_lr", "prefix_lr", "prompt_lr")
+                "lora_lr", "prefix_lr", "prompt_lr", "ift_alpha")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = (
             "epochs", "search_epochs", "max_steps", "weight_decay", "alpha_weight_decay",
             "max_grad_norm", "alpha_init_std", "sigma", "r3f_eps", "r3f_lambda", "rdrop_alpha",
-            "reinit_layers", "darts_alpha", "lora_dropout",
+            "reinit_layers", "darts_alpha", "lora_dropout", "inner_l2", "search_max_grad_norm",
+            "diagnostic_points",
         )
         for name in non_negative:
             value = getattr(self, name)
@@ -105,7 +122,10 @@ class Config:
             )
         if self.hypergradient not in HYPERGRADIENTS:
             raise ValueError(f"unknown hypergradient {self.hypergradient!r}; choose from {', '.join(HYPERGRADIENTS)}")
-        for name in ("unroll_steps", "rank", "lora_r", "lora_alpha", "num_virtual_tokens", "soup_size"):
+        for name, valid in (("inner_optimizer", INNER_OPTIMIZERS), ("alpha_schedule", ALPHA_SCHEDULES)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(valid)}")
+        for name in ("unroll_steps", "rank", "ift_iterations", "lora_r", "lora_alpha", "num_virtual_tokens", "soup_size"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("mixout_p", "child_p", "dps_p", "dps_ur"):
@@ -128,9 +148,32 @@ class Config:
         return data if names is None else {k: data[k] for k in names}
 
     @classmethod
+    def preset(cls, name: str, **overrides) -> "Config":
+        """The config of a named preset (`PRESETS`), with explicit `overrides` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
+
+# Named settings of the search phase. `paper`: the paper's text (appendix A and D). `official`:
+# every choice in which the official code (run_glue_mlo.py, run.sh on Betty 0.2.0) departs from
+# the text; the README's fidelity table lists them one by one.
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "official": {
+        "hypergradient": "darts-official",  # 0.2.0 darts: Adam-preconditioned v, no eta_w, W left moved
+        "repeat_inner_step": True,  # 0.2.0 roll_back=True restored nothing: W steps twice per outer step
+        "search_max_grad_norm": 5.0,  # inner gradient clipping in run.sh
+        "alpha_weight_decay": 0.0,  # run.sh (the paper says 0.01)
+        "alpha_schedule": "cosine",  # alpha warmup 0.1, then cosine
+        "K": 5,  # cross_valid
+        "average_task_weights": True,  # total_avg
+    },
+}
 
 # The fields every training run depends on; methods add their own (see methods.Method.hparams).
 TRAINING_FIELDS = (
@@ -139,8 +182,10 @@ TRAINING_FIELDS = (
 )
 SEARCH_FIELDS = (
     "K", "split_ratio", "search_epochs", "search_lr", "unroll_steps", "average_task_weights",
+    "inner_optimizer", "inner_l2", "search_max_grad_norm", "repeat_inner_step",
 )
 ALPHA_FIELDS = (
     "alpha_lr", "alpha_weight_decay", "alpha_beta1", "alpha_beta2", "alpha_eps", "hypergradient",
-    "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std",
+    "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std", "ift_iterations", "ift_alpha",
+    "alpha_schedule",
 )

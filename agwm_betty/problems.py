@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed
 from agwm_betty.config import Config
+from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
 from agwm_betty.train import check_finite, task_loss
@@ -90,17 +91,48 @@ class _SharedModuleProblem(ImplicitProblem):
 
 
 class Inner(_SharedModuleProblem):
-    """Stage I: the task weights W minimise the loss on BLO-train (weight decay lambda_1 via AdamW)."""
+    """Stage I: the task weights W minimise the loss on BLO-train (eq. 5's G: weight decay lambda_1
+    in the optimiser, and as an explicit ||W||^2 term when `l2` > 0)."""
 
     phase = "search phase (inner step, BLO-train)"
+    l2 = 0.0
+    repeat_step = False  # Betty 0.2.0's roll-back as the official code ran it (see `configure`)
 
     def training_step(self, batch):
         loss = task_loss(self.module, batch)
         check_finite(loss, self.phase, self._count)
+        if self.l2:
+            loss = loss + self.l2 * sum((p * p).sum() for p in self.parameters())
         return loss
 
     def owned_parameters(self):
         return task_parameters(self.module)
+
+    def one_step_descent(self, batch=None):
+        # eta_w of this step, for the hypergradient that scales by it (darts-paper)
+        lr_of = {id(p): group["lr"] for group in self.optimizer.param_groups for p in group["params"]}
+        self.step_lrs = [lr_of[id(p)] for p in self.parameters()]
+        return super().one_step_descent(batch)
+
+    def configure(self, cfg: Config) -> None:
+        """Set what the engine's wiring cannot: the explicit L2 term and the repeated step.
+
+        `repeat_inner_step` replays Betty 0.2.0 with `roll_back=True`: its state cache aliased the
+        live tensors, so "recovering" restored nothing and the inner problem stepped a second time
+        on the same BLO-train batch with the new alpha, its schedule advancing once per pair. Here
+        Betty 0.2.1's own roll-back path runs with a cache that keeps and restores nothing."""
+        self.l2 = cfg.inner_l2
+        self.repeat_step = cfg.repeat_inner_step
+        if self.repeat_step:
+            self._roll_back = True
+
+    def cache_states(self):
+        if not self.repeat_step:
+            super().cache_states()
+
+    def recover_states(self, clean=True):
+        if not self.repeat_step:
+            super().recover_states(clean)
 
 
 class Outer(_SharedModuleProblem):
@@ -108,6 +140,12 @@ class Outer(_SharedModuleProblem):
 
     phase = "search phase (outer step, BLO-val)"
     single_backward = True  # False: Betty's own two-pass backward (kept for comparison)
+    probe: SignalProbe | None = None  # signal diagnostics at a few outer steps
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clamp_moved = 0.0  # L1 size of the alpha updates the optimiser made
+        self.clamp_undone = 0.0  # L1 size of what the clamp to [0, 1] took back from them
 
     def training_step(self, batch):
         loss = task_loss(self.inner, batch)
@@ -117,8 +155,24 @@ class Outer(_SharedModuleProblem):
     def owned_parameters(self):
         return alpha_parameters(self.module)
 
+    def one_step_descent(self, batch=None):
+        if self.probe is not None and self._count in self.probe.at:
+            self.probe.measure(self, self._count)
+        self._before_step = [p.detach().clone() for p in self.parameters()]
+        return super().one_step_descent(batch)
+
     def param_callback(self):
+        stepped = [p.detach().clone() for p in self.parameters()]
         clamp_alphas_(self.module)
+        with torch.no_grad():
+            for before, after, p in zip(self._before_step, stepped, self.parameters()):
+                self.clamp_moved += (after - before).abs().sum().item()
+                self.clamp_undone += (after - p).abs().sum().item()
+
+    @property
+    def clamp_undone_share(self) -> float:
+        """Share of the alpha updates (L1) that the clamp to [0, 1] undid."""
+        return self.clamp_undone / self.clamp_moved if self.clamp_moved > 0 else 0.0
 
     def grad_callback(self):
         # The direct term is already global (see backward); what is left is the hypergradient,
@@ -137,6 +191,12 @@ class Outer(_SharedModuleProblem):
                 or self.gas != 1:
             return super().backward(loss, params, paths, create_graph, retain_graph, allow_unused)
         path = paths[0]  # [outer, inner, outer]
+        if path[1].config.type == BETTY_TYPES["first-order"]:  # the direct term alone: no v
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            if self._strategy in DISTRIBUTED_STRATEGIES:
+                distributed.all_reduce_([g for g in grads if g is not None], self.batch_weight)
+            self.set_grads(params, grads)
+            return
         inner_params = path[1].meta_trainable_parameters()
         grads = torch.autograd.grad(loss, [*params, *inner_params], allow_unused=True)
         direct, vector = grads[:len(params)], grads[len(params):]
@@ -172,18 +232,22 @@ class SearchEngine(DistributedEngine):
 
 def problem_configs(cfg: Config) -> tuple[ProblemConfig, ProblemConfig]:
     """Betty configs of the inner and outer problems from our `Config`."""
+    kind = BETTY_TYPES[cfg.hypergradient]
     inner = ProblemConfig(
-        type=cfg.hypergradient,
+        type=kind,
         unroll_steps=cfg.unroll_steps,
-        gradient_clipping=cfg.max_grad_norm,
+        gradient_clipping=cfg.search_max_grad_norm,
         precision=cfg.precision,
+        darts_alpha=cfg.darts_alpha,  # Betty reads a hypergradient's settings from the inner config
+        neumann_iterations=cfg.ift_iterations,
+        neumann_alpha=cfg.ift_alpha,
+        cg_iterations=cfg.ift_iterations,
+        cg_alpha=cfg.ift_alpha,
     )
     outer = ProblemConfig(
-        type=cfg.hypergradient,
+        type=kind,
         first_order=True,  # gates the hypergradient in Betty 0.2.1 (BETTY_NOTES 5)
         retain_graph=True,  # only Betty's own outer backward needs it (see Outer.backward)
-        darts_alpha=cfg.darts_alpha,
-        sama_adam_alpha=cfg.darts_alpha,
         precision=cfg.precision,
     )
     return inner, outer
@@ -221,5 +285,7 @@ def build_engine(
                       scheduler=schedulers["outer"], train_data_loader=val_loader)
         problems.insert(0, outer)
         deps = {"u2l": {outer: [inner]}, "l2u": {inner: [outer]}}
-    return SearchEngine(problems=problems, config=engine_config(cfg, steps), dependencies=deps,
-                        desc=desc, show=cfg.progress)
+    engine = SearchEngine(problems=problems, config=engine_config(cfg, steps), dependencies=deps,
+                          desc=desc, show=cfg.progress)
+    inner.configure(cfg)  # without an outer problem a repeated step keeps the controls' W updates matched
+    return engine

@@ -11,10 +11,11 @@ from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.data import blo_splits, make_loader
 from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
+from agwm_betty.hypergradients import SignalProbe
 from agwm_betty.problems import build_engine
 from agwm_betty.train import (
-    Hooks, check_precision, decay_groups, make_optimizer, make_scheduler, num_steps, resolve_device,
-    train_loop,
+    Hooks, check_precision, decay_groups, make_inner_optimizer, make_optimizer, make_scheduler, num_steps,
+    resolve_device, train_loop,
 )
 
 ALPHA_KEYS = (".alpha1", ".alpha2")
@@ -30,6 +31,8 @@ class SearchResult:
     outer_losses: list[list[float]] = field(default_factory=list)
     steps_per_split: int = 0
     seconds: float = 0.0
+    signal: list[list[dict]] = field(default_factory=list)  # per split: SignalProbe records
+    clamp_undone_share: list[float] = field(default_factory=list)  # per split
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -57,7 +60,7 @@ def search_phase(
     check_precision(cfg, resolve_device(cfg))
     started = time.perf_counter()
     start = snapshot(model)
-    results, inner_losses, outer_losses, steps = [], [], [], 0
+    results, inner_losses, outer_losses, steps, signal, clamp = [], [], [], 0, [], []
     splits = blo_splits(len(train), cfg.K, cfg.split_ratio, seed)
     for k, (train_idx, val_idx) in distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg)):
         model.load_state_dict(start)
@@ -70,6 +73,9 @@ def search_phase(
             engine.run()
         inner_losses.append(engine.inner.losses)
         outer_losses.append(engine.outer.losses if learn_alpha else [])
+        if learn_alpha:
+            signal.append(engine.outer.probe.records if engine.outer.probe else [])
+            clamp.append(engine.outer.clamp_undone_share)
         results.append(snapshot(model))
     parallel = distributed.splits_parallel(cfg.strategy)  # the ranks ran disjoint splits: meet once
     averaged = distributed.average_over_ranks(results, cfg.K) if parallel else average_states(results)
@@ -79,15 +85,30 @@ def search_phase(
     set_alphas_trainable(model, False)
     split_alphas = [{k: v for k, v in r.items() if k.endswith(ALPHA_KEYS)} for r in results]
     if parallel:  # every split's traces on every rank (rank 0 writes the record), in split order
-        split_alphas, inner_losses, outer_losses = distributed.gather_splits(
-            cfg.K, split_alphas, inner_losses, outer_losses)
-    return SearchResult(averaged, split_alphas, inner_losses, outer_losses, steps, time.perf_counter() - started)
+        split_alphas, inner_losses, outer_losses, signal, clamp = distributed.gather_splits(
+            cfg.K, split_alphas, inner_losses, outer_losses, signal, clamp)
+    return SearchResult(averaged, split_alphas, inner_losses, outer_losses, steps, time.perf_counter() - started,
+                        signal, clamp)
 
 
 def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, learn_alpha: bool, desc: str):
-    """Betty engine for one split: optimisers and schedules of both levels (appendix D.1)."""
+    """Betty engine for one split, with its data loaders and, when alphas are learned, a signal probe."""
     steps = num_steps(len(blo_train), cfg.batch_size, cfg.search_epochs, cfg.max_steps)
-    inner_opt = make_optimizer(decay_groups(named_task_parameters(model), cfg.weight_decay), cfg.search_lr)
+    train_loader = make_loader(blo_train, tokenizer, cfg.batch_size, shuffle=True, seed=seed)
+    val_loader = make_loader(blo_val, tokenizer, cfg.batch_size, shuffle=True, seed=seed + 1)
+    engine = build_split_engine(model, train_loader, val_loader, cfg, steps, learn_alpha=learn_alpha, desc=desc)
+    if learn_alpha and cfg.diagnostic_points > 0:
+        probe_loader = make_loader(blo_val, tokenizer, cfg.batch_size, shuffle=True, seed=seed + 2)
+        at = SignalProbe.points(steps // cfg.unroll_steps, cfg.diagnostic_points)
+        engine.outer.probe = SignalProbe(probe_loader, at)
+    return engine, steps
+
+
+def build_split_engine(model, train_loader, val_loader, cfg: Config, steps: int, learn_alpha: bool = True,
+                       desc: str = "search"):
+    """Betty engine over given loaders: optimisers and schedules of both levels (appendix D.1)."""
+    inner_opt = make_inner_optimizer(decay_groups(named_task_parameters(model), cfg.weight_decay), cfg.search_lr,
+                                     cfg.inner_optimizer)
     optimizers = {"inner": inner_opt}
     schedulers = {"inner": make_scheduler(inner_opt, steps, cfg.warmup_ratio)}
     if learn_alpha:
@@ -96,12 +117,10 @@ def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, 
             cfg.alpha_lr, betas=(cfg.alpha_beta1, cfg.alpha_beta2), eps=cfg.alpha_eps,
         )
         optimizers["outer"] = outer_opt
-        schedulers["outer"] = make_scheduler(outer_opt, max(1, steps // cfg.unroll_steps), cfg.warmup_ratio)
-    train_loader = make_loader(blo_train, tokenizer, cfg.batch_size, shuffle=True, seed=seed)
-    val_loader = make_loader(blo_val, tokenizer, cfg.batch_size, shuffle=True, seed=seed + 1)
-    engine = build_engine(model, train_loader, val_loader, optimizers, schedulers, cfg, steps,
-                          learn_alpha=learn_alpha, desc=desc)
-    return engine, steps
+        schedulers["outer"] = make_scheduler(outer_opt, max(1, steps // cfg.unroll_steps), cfg.warmup_ratio,
+                                             cfg.alpha_schedule)
+    return build_engine(model, train_loader, val_loader, optimizers, schedulers, cfg, steps,
+                        learn_alpha=learn_alpha, desc=desc)
 
 
 def finetune_phase(

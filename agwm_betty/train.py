@@ -84,10 +84,29 @@ def make_optimizer(groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float
     return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, decoupled_weight_decay=True)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
-    """LambdaLR with `LinearSchedule`, one lambda per param group."""
+class CosineSchedule(LinearSchedule):
+    """Linear warmup, then cosine decay to 0 (the official code's alpha schedule)."""
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return super().__call__(step)
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_inner_optimizer(groups: list[dict], lr: float, kind: str = "adamw") -> torch.optim.Optimizer:
+    """The search phase's optimiser of W: AdamW (the paper) or plain SGD, whose step is eq. 5's
+    W - eta_w grad exactly (its weight decay is the L2 gradient term of each group)."""
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    return make_optimizer(groups, lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, kind: str = "linear"):
+    """LambdaLR with a linear (default) or cosine schedule after warmup, one lambda per param group."""
     warmup = int(round(warmup_ratio * total_steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, LinearSchedule(warmup, total_steps))
+    schedule = {"linear": LinearSchedule, "cosine": CosineSchedule}[kind]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(warmup, total_steps))
 
 
 def task_loss(model, batch: dict) -> torch.Tensor:

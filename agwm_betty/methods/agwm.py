@@ -53,6 +53,23 @@ def _diagnostics(search, alphas_before: dict, model: nn.Module) -> dict:
             tenth = max(1, min(len(t) for t in traces) // 10)
             out[f"{level}_loss_first"] = float(torch.tensor([t[:tenth] for t in traces]).mean())
             out[f"{level}_loss_last"] = float(torch.tensor([t[-tenth:] for t in traces]).mean())
+    out.update(_signal_summary(search))
+    return out
+
+
+def _signal_summary(search) -> dict:
+    """Is there a task signal in alpha's hypergradient? The per-split probe records (cosine between
+    two BLO-val batches' hypergradients, direct / implicit norms) and their means over splits and
+    points, and the share of alpha updates the clamp to [0, 1] undid."""
+    out = {}
+    if search.clamp_undone_share:
+        out["clamp_undone_share"] = sum(search.clamp_undone_share) / len(search.clamp_undone_share)
+    points = [r for split in search.signal for r in split]
+    if points:
+        out["signal"] = search.signal
+        for key in ("cosine", "cosine_direct", "cosine_implicit", "direct_norm", "implicit_norm"):
+            values = [r[key] for r in points if r[key] is not None]
+            out[f"signal_{key}"] = sum(values) / len(values) if values else None
     return out
 
 

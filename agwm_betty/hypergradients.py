@@ -1,0 +1,282 @@
+"""The outer level's hypergradients (appendix A), as thin functions in Betty's own mapping.
+
+Every function has Betty's signature `fn(vector, curr, prev, sync)`: `vector` is v, the gradient
+of the outer (BLO-val) loss for the inner parameters at W'; `curr` is the inner problem, `prev`
+the outer one. It returns the implicit term of alpha's gradient (`sync=False`) or adds it to
+alpha's `.grad` (`sync=True`, how the search phase calls it). The direct term, the gradient of
+the outer loss for alpha at W', is the outer problem's own backward pass.
+
+| name | implicit term |
+|---|---|
+| `darts-paper` | eq. 6: -eta_w x finite difference of grad_alpha G along v around W' |
+| `darts` | Betty 0.2.1 as is: the same finite difference without eta_w |
+| `darts-official` | Betty 0.2.0 as the official code ran it: v preconditioned by the inner Adam state, no eta_w, and W left at W' - eps v |
+| `first-order` | none (first-order DARTS: the direct term alone) |
+| `sama`, `neumann` | Betty 0.2.1's |
+| `cg` | conjugate gradient on H x = v, then -d/dalpha (grad_W G . x) (Betty 0.2.1's cg has a wrong search-direction update) |
+
+`alpha_hypergradient` computes one outer gradient, split into its terms, with the same problems
+and functions as the search phase; `SignalProbe` measures during a search whether two BLO-val
+batches agree on alpha's hypergradient.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from betty.hypergradient import darts, jvp_fn_mapping, neumann, sama
+from betty.utils import replace_none_with_zero, to_vec
+
+# Our names -> the `type` string a Betty problem config carries (the key in `jvp_fn_mapping`).
+BETTY_TYPES = {
+    "darts-paper": "agwm-darts-paper",
+    "darts-official": "agwm-darts-official",
+    "darts": "darts",
+    "first-order": "agwm-first-order",
+    "sama": "sama",
+    "neumann": "neumann",
+    "cg": "agwm-cg",
+}
+
+
+def step_sizes(inner) -> list[float]:
+    """eta_w per inner parameter: the learning rate of the inner step just taken (recorded by the
+    inner problem before its optimiser step), else the optimiser's current one."""
+    recorded = getattr(inner, "step_lrs", None)
+    if recorded is not None:
+        return recorded
+    lr_of = {id(p): group["lr"] for group in inner.optimizer.param_groups for p in group["params"]}
+    return [lr_of[id(p)] for p in inner.meta_trainable_parameters()]
+
+
+def darts_paper(vector, curr, prev, sync):
+    """The paper's eq. 6: the implicit term carries the inner step size eta_w.
+
+    eta_w is the learning rate of the inner step that made W' (after warmup and decay), per
+    parameter group. With SGD that is exactly eq. 5's step size. With AdamW (the paper's inner
+    optimiser) it is the same number, the lr of appendix D: eq. 5 writes the inner step as plain
+    gradient descent, and Adam's per-coordinate 1/sqrt(v) scaling is not in it (`sama` and
+    `darts-official` are the preconditioned readings). The finite difference is linear in its
+    vector, so scaling v by eta_w before Betty's darts scales the implicit term by eta_w and
+    leaves the perturbed point W' +- eps v unchanged when all groups share one lr."""
+    scaled = [v * lr for v, lr in zip(vector, step_sizes(curr))]
+    return darts(scaled, curr, prev, sync)
+
+
+def precondition_020(vector, inner) -> list[torch.Tensor]:
+    """Betty 0.2.0's darts preconditioning: each tensor of v divided by
+    (sqrt(mean(beta2 * exp_avg_sq)) + eps) / sqrt(1 - beta2^step) of its inner Adam state
+    (unchanged for SGD or before the first step)."""
+    if "adam" not in type(inner.optimizer).__name__.lower():
+        return list(vector)
+    out = []
+    for v, p in zip(vector, inner.meta_trainable_parameters()):
+        state = inner.get_opt_state_for_param(p)
+        step = float(state.get("step", 0))
+        if step == 0:
+            out.append(v)
+            continue
+        group = inner.get_opt_param_group_for_param(p)
+        beta2, eps = group["betas"][1], group["eps"]
+        denom = (torch.sqrt(torch.mean(beta2 * state["exp_avg_sq"])) + eps) / math.sqrt(1 - beta2 ** step)
+        out.append(v / denom)
+    return out
+
+
+def darts_official(vector, curr, prev, sync):
+    """Betty 0.2.0's darts as the official code ran it (`darts_preconditioned=True`): v
+    preconditioned by the inner Adam state (`precondition_020`), eps = radius / ||v_pre||, no
+    eta_w. Its restoring loop called the non-in-place `p.data.add`, so W stayed at W' - eps v_pre:
+    reproduced here, a step of norm `darts_alpha` against the outer loss's gradient."""
+    vector = precondition_020(vector, curr)
+    implicit = darts(vector, curr, prev, sync)
+    eps = curr.config.darts_alpha / (to_vec(vector).norm().item() + 1e-15)
+    with torch.no_grad():
+        for p, v in zip(curr.meta_trainable_parameters(), vector):
+            p.sub_(v, alpha=eps)
+    return implicit
+
+
+def first_order(vector, curr, prev, sync):
+    """First-order DARTS: no implicit term (the outer problem then skips computing v at all)."""
+    if sync:
+        return None
+    return [torch.zeros_like(p) for p in prev.trainable_parameters()]
+
+
+def _dot(xs, ys) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(xs, ys))
+
+
+def cg(vector, curr, prev, sync):
+    """Implicit-function theorem with conjugate gradient: solve H x = v for the Hessian H of the
+    inner loss in W (`ift_iterations` steps, Hessian-vector products by double backward), then
+    the implicit term -d/dalpha (grad_W G . x). Betty 0.2.1's own `cg` updates the search
+    direction from the old residual (fixed upstream after the release), so it misses this."""
+    params = curr.trainable_parameters()
+    inner_grad = torch.autograd.grad(curr.training_step_exec(curr.cur_batch), params, create_graph=True)
+    x = [torch.zeros_like(v) for v in vector]
+    r = [v.detach().clone() for v in vector]
+    d = [v.clone() for v in r]
+    rr = _dot(r, r)
+    for _ in range(curr.config.cg_iterations):
+        if rr.item() <= 1e-30:
+            break
+        hd = torch.autograd.grad(inner_grad, params, grad_outputs=d, retain_graph=True)
+        step = rr / _dot(d, hd)
+        x = [xi + step * di for xi, di in zip(x, d)]
+        r = [ri - step * hi for ri, hi in zip(r, hd)]
+        rr_new = _dot(r, r)
+        d = [ri + (rr_new / rr) * di for ri, di in zip(r, d)]
+        rr = rr_new
+    alphas = prev.trainable_parameters()
+    if sync:
+        torch.autograd.backward(inner_grad, inputs=alphas, grad_tensors=[-xi for xi in x])
+        return None
+    cross = torch.autograd.grad(inner_grad, alphas, grad_outputs=x, allow_unused=True)
+    return [-g for g in replace_none_with_zero(cross, alphas)]
+
+
+jvp_fn_mapping.update({
+    BETTY_TYPES["darts-paper"]: darts_paper,
+    BETTY_TYPES["darts-official"]: darts_official,
+    BETTY_TYPES["first-order"]: first_order,
+    BETTY_TYPES["cg"]: cg,
+})
+assert jvp_fn_mapping["darts"] is darts and jvp_fn_mapping["sama"] is sama and jvp_fn_mapping["neumann"] is neumann
+
+
+# ---- one outer gradient, split into its terms
+
+
+def _rng_state():
+    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def _set_rng_state(state) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+def gradient_terms(outer, batch: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The direct and implicit terms of alpha's gradient on the BLO-val `batch`, at the current
+    state, through the configured hypergradient function (the one the search step calls). The
+    inner parameters and the random state are restored exactly: measuring changes nothing."""
+    inner = outer.children[0]
+    alphas, weights = outer.trainable_parameters(), inner.trainable_parameters()
+    saved, rng = [w.detach().clone() for w in weights], _rng_state()
+    try:
+        loss = outer.training_step_exec(batch)
+        grads = torch.autograd.grad(loss, [*alphas, *weights], allow_unused=True)
+        direct = [g.detach() for g in replace_none_with_zero(grads[:len(alphas)], alphas)]
+        vector = [g.detach() for g in replace_none_with_zero(grads[len(alphas):], weights)]
+        implicit = jvp_fn_mapping[inner.config.type](vector, inner, outer, False)
+        implicit = [g.detach() for g in replace_none_with_zero(implicit, alphas)]
+    finally:
+        with torch.no_grad():
+            for w, s in zip(weights, saved):
+                w.copy_(s)
+        _set_rng_state(rng)
+    return direct, implicit
+
+
+def alpha_hypergradient(model, train_batch: dict, val_batch: dict, cfg) -> dict[str, dict[str, torch.Tensor]]:
+    """One outer step's gradient of every alpha, as the search phase computes it.
+
+    Builds the search phase's Betty problems for `model` (a mixup model), takes the one inner step
+    the engine takes (W -> W' on `train_batch`), then returns `direct` (grad_alpha of the outer
+    loss on `val_batch` at W'), `implicit` (the configured hypergradient's term) and `total`
+    (their sum, what the outer optimiser receives), each a dict keyed by parameter name. The model
+    is left as it was."""
+    from agwm_betty.mixup import alpha_parameters, set_alphas_trainable
+    from agwm_betty.search import build_split_engine, snapshot
+
+    state = snapshot(model)
+    trainable = {id(p): p.requires_grad for p in model.parameters()}
+    try:
+        set_alphas_trainable(model, True)
+        engine = build_split_engine(model, [dict(train_batch)], [dict(val_batch)], cfg, steps=1,
+                                    learn_alpha=True, desc="alpha_hypergradient")
+        engine.inner.one_step_descent()
+        batch = {k: v.to(engine.outer.device) if torch.is_tensor(v) else v for k, v in val_batch.items()}
+        direct, implicit = gradient_terms(engine.outer, batch)
+        names = {id(p): n for n, p in model.named_parameters()}
+        keys = [names[id(p)] for p in alpha_parameters(model)]
+    finally:
+        model.load_state_dict(state)
+        for p in model.parameters():
+            p.requires_grad_(trainable[id(p)])
+    return {
+        "direct": {k: g.cpu() for k, g in zip(keys, direct)},
+        "implicit": {k: g.cpu() for k, g in zip(keys, implicit)},
+        "total": {k: (d + i).cpu() for k, d, i in zip(keys, direct, implicit)},
+    }
+
+
+# ---- signal diagnostics during a search
+
+
+def _cosine(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> float | None:
+    """Cosine of two gradients; None where one is zero (e.g. the implicit term of first-order)."""
+    x, y = to_vec(xs).double(), to_vec(ys).double()
+    denom = x.norm() * y.norm()
+    return float((x @ y) / denom) if denom > 0 else None
+
+
+def _norm(xs: list[torch.Tensor]) -> float:
+    return float(to_vec(xs).double().norm())
+
+
+@dataclass
+class SignalProbe:
+    """Measures, at given outer steps, alpha's hypergradient on two independent BLO-val batches:
+    their cosine (a signal agrees between batches; noise does not) and the norms of the direct
+    and implicit terms. Its batches come from a loader of its own and the random state is
+    restored, so a search with a probe takes exactly the steps it takes without one."""
+
+    loader: object
+    at: set[int]
+    records: list[dict] = field(default_factory=list)
+    _iterator: object = None
+
+    @staticmethod
+    def points(outer_steps: int, count: int) -> set[int]:
+        """`count` outer steps spread evenly from the first to the last (1-based)."""
+        if count <= 0 or outer_steps <= 0:
+            return set()
+        if count == 1:
+            return {outer_steps}
+        return {1 + round(i * (outer_steps - 1) / (count - 1)) for i in range(count)}
+
+    def _batch(self, device) -> dict:
+        if self._iterator is None:
+            self._iterator = iter(self.loader)
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self._iterator = iter(self.loader)
+            batch = next(self._iterator)
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in dict(batch).items()}
+
+    def measure(self, outer, step: int) -> dict:
+        rng = _rng_state()
+        try:
+            first, second = self._batch(outer.device), self._batch(outer.device)
+        finally:
+            _set_rng_state(rng)
+        d1, i1 = gradient_terms(outer, first)
+        d2, i2 = gradient_terms(outer, second)
+        t1 = [a + b for a, b in zip(d1, i1)]
+        t2 = [a + b for a, b in zip(d2, i2)]
+        record = {
+            "step": step,
+            "cosine": _cosine(t1, t2),
+            "cosine_direct": _cosine(d1, d2),
+            "cosine_implicit": _cosine(i1, i2),
+            "direct_norm": (_norm(d1) + _norm(d2)) / 2,
+            "implicit_norm": (_norm(i1) + _norm(i2)) / 2,
+        }
+        self.records.append(record)
+        return record

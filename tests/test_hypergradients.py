@@ -265,3 +265,95 @@ def test_official_form_leaves_w_moved_by_the_radius_and_paper_form_restores_it()
         engine.run()
         moved[name] = torch.cat([p.detach().flatten() for _, p in named_task_parameters(model)])
     assert abs(float((moved["darts-official"] - moved["darts-paper"]).norm()) - 0.01) < 1e-6
+
+
+# ---- presets and the official code's other departures
+
+
+def test_official_preset_sets_each_departure_and_explicit_values_win():
+    official = Config.preset("official")
+    assert (official.hypergradient, official.repeat_inner_step, official.search_max_grad_norm,
+            official.alpha_weight_decay, official.alpha_schedule, official.K) == \
+        ("darts-official", True, 5.0, 0.0, "cosine", 5)
+    assert Config.preset("paper") == Config()
+    assert Config.preset("official", K=2).K == 2
+
+
+def test_unknown_preset_or_hypergradient_is_one_line_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="choose from paper, official"):
+        Config.preset("tuned")
+    with pytest.raises(ValueError, match="darts-paper, darts-official, darts, first-order, sama, neumann, cg"):
+        Config(hypergradient="darts-0.2.0").validate()
+
+
+def test_cosine_alpha_schedule_warms_up_then_decays_to_zero():
+    from agwm_betty.train import CosineSchedule
+
+    schedule = CosineSchedule(warmup_steps=2, total_steps=10)
+    values = [schedule(s) for s in range(11)]
+    assert values[0] < values[1] < values[2] == 1.0
+    assert all(a >= b for a, b in zip(values[2:], values[3:]))
+    assert values[6] == pytest.approx(0.5) and values[10] == pytest.approx(0.0)
+
+
+def test_repeat_inner_step_takes_two_w_steps_per_outer_step_and_one_schedule_step():
+    c = Config(repeat_inner_step=True, warmup_ratio=0.0, progress=False, diagnostic_points=0)
+    model = tiny_bert64()
+    engine = build_split_engine(model, [dict(TRAIN)] * 4, [dict(VAL)], c, steps=4)
+    engine.run()
+    assert len(engine.inner.losses) == 8 and len(engine.outer.losses) == 4
+    assert engine.inner.optimizer.state[engine.inner.trainable_parameters()[0]]["step"] == 8
+    assert engine.inner.scheduler.last_epoch == 4
+
+
+# ---- signal diagnostics
+
+
+def test_signal_probe_measures_without_changing_the_search(tokenizer):
+    from agwm_betty.search import search_phase
+    from synthetic import synthetic_task
+    from tiny_models import tiny_model
+
+    states = {}
+    for points in (0, 3):
+        torch.manual_seed(0)
+        model = apply_mixup(tiny_model("bert").train())
+        c = Config(K=2, search_epochs=2, batch_size=8, progress=False, diagnostic_points=points, alpha_lr=1e-2)
+        result = search_phase(model, synthetic_task(40), tokenizer, c)
+        states[points] = (model.state_dict(), result)
+    for key, value in states[0][0].items():
+        assert torch.equal(value, states[3][0][key]), key
+    assert states[0][1].signal == [[], []]
+    records = states[3][1].signal
+    assert [[r["step"] for r in split] for split in records] == [[1, 5, 8]] * 2
+    for r in (r for split in records for r in split):
+        assert -1 <= r["cosine"] <= 1 and r["direct_norm"] > 0 and r["implicit_norm"] > 0
+
+
+def test_clamp_share_counts_updates_the_clamp_undid():
+    shares = {}
+    for mean in (1.0, 0.5):
+        model = tiny_bert64()
+        with torch.no_grad():
+            for p in alpha_parameters(model):
+                p.fill_(mean)
+        engine = build_split_engine(model, [dict(TRAIN)] * 4, [dict(VAL)], Config(alpha_lr=0.05, progress=False,
+                                    warmup_ratio=0.0, diagnostic_points=0), steps=4)
+        engine.run()
+        shares[mean] = engine.outer.clamp_undone_share
+    # at 1 every alpha1 @ alpha2 entry sits on the bound: updates that push up are cut
+    assert 0.05 < shares[1.0] < 1 and shares[0.5] == 0.0
+
+
+def test_agwm_record_carries_the_signal_diagnostics(tokenizer):
+    from agwm_betty.methods import RunContext, get_method
+    from synthetic import SPEC, synthetic_task
+    from tiny_models import tiny_model
+
+    ctx = RunContext(SPEC, synthetic_task(48, seed=1), synthetic_task(24, seed=2), tokenizer,
+                     Config(K=2, search_epochs=1, epochs=1, batch_size=8, progress=False), seed=0,
+                     model_factory=lambda: (tiny_model("bert").train(), ["classifier"]))
+    diagnostics = get_method("agwm").run(ctx).diagnostics
+    assert len(diagnostics["signal"]) == 2 and all(len(split) == 3 for split in diagnostics["signal"])
+    for key in ("signal_cosine", "signal_direct_norm", "signal_implicit_norm", "clamp_undone_share"):
+        assert math.isfinite(diagnostics[key]), key

@@ -333,6 +333,34 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+SIGNAL_KEYS = ("signal_cosine", "signal_cosine_direct", "signal_cosine_implicit", "signal_direct_norm",
+               "signal_implicit_norm", "clamp_undone_share")
+
+
+def _signal_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose diagnostics carry the search's signal probe records."""
+    if df.empty or "diagnostics" not in df:
+        return df.iloc[0:0]
+    has = df["diagnostics"].map(lambda d: isinstance(d, Mapping) and bool(d.get("signal")))
+    return df[has]
+
+
+def signal_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method, n and task: the mean over seeds of the search's signal diagnostics (cosine between
+    two BLO-val batches' alpha hypergradients, overall and per term; the terms' norms; the share
+    of alpha updates undone by the clamp)."""
+    runs = _signal_runs(df)
+    if runs.empty:
+        return pd.DataFrame()
+    rows = []
+    for (label, n, task), group in runs.groupby(["label", "n", "task"], sort=False):
+        values = pd.DataFrame([{k: d.get(k) for k in SIGNAL_KEYS} for d in group["diagnostics"]]).astype(float)
+        rows.append({"method": label, "n": n_name(n), "task": task_name(task), "seeds": len(group),
+                     **{k.replace("signal_", ""): values[k].mean() for k in SIGNAL_KEYS}})
+    table = pd.DataFrame(rows)
+    return table.sort_values(["method", "n", "task"], key=lambda c: c.map(str)).reset_index(drop=True)
+
+
 # ---------------------------------------------------------------- plots
 
 def _layer_key(name: str) -> tuple:
@@ -387,6 +415,37 @@ def plot_alpha_layers(df: pd.DataFrame, path: str | Path, method: str = "agwm") 
         ax.set_title(f"{method}: mean α per layer, n = {n_name(n)}")
         ax.set_ylabel("α (1 = task weight, 0 = pretrained)")
         ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_signal(df: pd.DataFrame, path: str | Path) -> Path | None:
+    """Along the search (outer step): the cosine between two BLO-val batches' alpha hypergradients,
+    and the norms of its direct and implicit terms, a line per method and task (mean over seeds
+    and splits); None when no run carries probe records."""
+    runs = _signal_runs(df)
+    if runs.empty:
+        return None
+    fig, (cos_ax, norm_ax) = _figure(2, width=6.0, cols=2)
+    for (label, task), group in runs.groupby(["label", "task"], sort=False):
+        points = pd.DataFrame([r for d in group["diagnostics"] for split in d["signal"] for r in split])
+        mean = points.groupby("step").mean(numeric_only=True)
+        name = f"{label}, {task_name(task)}"
+        cos_ax.plot(mean.index, mean["cosine"], marker="o", label=name)
+        line = norm_ax.plot(mean.index, mean["direct_norm"], marker="o", label=f"{name}: direct")[0]
+        if mean["implicit_norm"].gt(0).any():
+            norm_ax.plot(mean.index, mean["implicit_norm"], marker="x", linestyle="--", color=line.get_color(),
+                         label=f"{name}: implicit")
+    cos_ax.axhline(0, color="grey", linewidth=0.8)
+    cos_ax.set_ylim(-1, 1)
+    cos_ax.set_title("agreement of two BLO-val batches' α hypergradients")
+    cos_ax.set_xlabel("outer step")
+    cos_ax.set_ylabel("cosine (0 = noise)")
+    norm_ax.set_yscale("log")
+    norm_ax.set_title("norm of the direct and implicit terms")
+    norm_ax.set_xlabel("outer step")
+    for ax in (cos_ax, norm_ax):
+        ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     return Path(path)
 
@@ -500,7 +559,13 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
         md += ["### Wall time per run relative to vanilla (mean over tasks)\n",
                to_markdown(cost.round(2).astype(object).set_index("label")), ""]
         save_csv(cost, "cost.csv", index=False)
-    for plot, name in ((plot_alpha_layers, "alpha_layers.png"), (plot_alpha_hist, "alpha_hist.png")):
+    signal = signal_table(df)
+    if not signal.empty:
+        md += ["### Signal in the alpha hypergradient (search phase, mean over seeds)\n",
+               to_markdown(signal.round(4).astype(object).set_index("method")), ""]
+        save_csv(signal, "signal.csv", index=False)
+    for plot, name in ((plot_alpha_layers, "alpha_layers.png"), (plot_signal, "signal.png"),
+                       (plot_alpha_hist, "alpha_hist.png")):
         made = plot(df, out / f"{prefix}{name}")
         if made is not None:
             written.append(made)

@@ -432,3 +432,35 @@ def test_relative_cost_compares_times_only_on_one_device(tmp_path):
     cost = report.relative_cost(report.load_runs([write_jsonl(tmp_path / "runs.jsonl", recs)]))
     agwm = cost[(cost["n"] == 300) & (cost["label"] == "agwm")].iloc[0]
     assert agwm["tasks"] == 1  # rte's agwm ran on another device than its vanilla
+
+
+def with_signal(recs: list[dict]) -> list[dict]:
+    """agwm records with the search's probe records: cosine 0.1 * seed on CoLA, -0.2 on RTE."""
+    for r in recs:
+        if r["method"] == "agwm":
+            cos = 0.1 * r["seed"] if r["task"] == "cola" else -0.2
+            split = [{"step": s, "cosine": cos, "cosine_direct": cos, "cosine_implicit": None,
+                      "direct_norm": 0.5 * s, "implicit_norm": 0.0} for s in (1, 5, 9)]
+            r["diagnostics"] = {"signal": [split, split], "signal_cosine": cos, "signal_cosine_direct": cos,
+                                "signal_cosine_implicit": None, "signal_direct_norm": 2.5,
+                                "signal_implicit_norm": 0.0, "clamp_undone_share": 0.25}
+    return recs
+
+
+def test_signal_table_means_the_probe_diagnostics_over_seeds(tmp_path):
+    table = report.signal_table(report.load_runs([write_jsonl(tmp_path / "r.jsonl", with_signal(records()))]))
+    cola = table[(table["task"] == report.task_name("cola")) & (table["n"] == "300")].iloc[0]
+    assert cola["method"] == "agwm" and cola["seeds"] == 4
+    assert cola["cosine"] == pytest.approx(np.mean([0.0, 0.1, 0.2, 0.3]))
+    assert cola["clamp_undone_share"] == pytest.approx(0.25) and math.isnan(cola["cosine_implicit"])
+    assert set(table["task"]) == {report.task_name("cola"), report.task_name("rte")}
+
+
+def test_report_writes_the_signal_section_and_plot(tmp_path):
+    written = report.write_report([write_jsonl(tmp_path / "r.jsonl", with_signal(records()))], tmp_path)
+    names = {p.name for p in written}
+    assert {"signal.csv", "signal.png"} <= names
+    assert (tmp_path / "signal.png").read_bytes()[:8] == PNG_MAGIC
+    assert "Signal in the alpha hypergradient" in (tmp_path / "tables.md").read_text()
+    plain = report.write_report([write_jsonl(tmp_path / "p.jsonl", records())], tmp_path / "plain")
+    assert "signal.png" not in {p.name for p in plain}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -16,12 +17,13 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from agwm_betty import distributed
+from agwm_betty import distributed, reuse
 from agwm_betty.config import Config
 from agwm_betty.data import DataError, TaskSpec, get_task, heldout, load_custom, load_glue, subsample, tokenize
-from agwm_betty.methods import RunContext, get_method
+from agwm_betty.methods import RunContext, RunResult, get_method
 from agwm_betty.metrics import compute_metrics
 from agwm_betty.plm import load_plm, load_tokenizer
+from agwm_betty.reuse import SavedSearch
 
 RUNS_FILE = "runs.jsonl"
 
@@ -52,6 +54,9 @@ class Experiment:
     custom: CustomTask | None = None
     heldout: int = 0  # > 0: evaluate on this many training examples outside the subset, not on dev
     save_models: bool = False  # save each run's final model, merged to a plain HF checkpoint
+    save_alphas: bool = False  # save each searched alpha (and task weights) beside the record
+    alphas_from: str | Path | None = None  # agwm from this saved alpha, without a search phase
+    reuse_task_weights: bool = False  # with alphas_from: also its searched task weights and random state
     cfg: Config = field(default_factory=Config)
 
     def validate(self) -> "Experiment":
@@ -68,7 +73,31 @@ class Experiment:
             raise ValueError(f"--heldout must be >= 0, got {self.heldout}")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-negative and at least one, got {list(self.seeds)}")
+        if self.alphas_from is not None:
+            self._validate_reuse()
+        elif self.reuse_task_weights:
+            raise ValueError("--reuse-task-weights needs --alphas-from (the saved search to take them from)")
         return self
+
+    def _validate_reuse(self) -> None:
+        """--alphas-from runs agwm's finetune phase only; reusing the task weights also needs the
+        searching run's task, n, seed and PLM (W has seen that subset and no other)."""
+        if self.save_alphas:
+            raise ValueError("--save-alphas saves a search, and a run with --alphas-from does none")
+        if set(self.methods) != {"agwm"}:
+            raise ValueError(f"--alphas-from replaces agwm's search phase: use it with --methods agwm only "
+                             f"(got {','.join(self.methods)}); run other methods in a separate command")
+        saved = saved_search(self.alphas_from)
+        if self.reuse_task_weights:
+            if saved.task_weights is None:
+                raise ValueError(f"{self.alphas_from} carries alphas only (save_alphas): no task weights to reuse")
+            meta = saved.meta
+            for task, seed, _ in planned_runs(self):
+                ours = {"task": task, "n": self.n, "seed": seed, "plm": self.plm}
+                theirs = {k: meta.get(k) for k in ours}
+                if ours != theirs:
+                    raise ValueError(f"--reuse-task-weights: {self.alphas_from} was searched for {theirs}, this "
+                                     f"run is {ours}; its task weights have seen that run's training subset")
 
 
 @dataclass
@@ -79,9 +108,13 @@ class TaskData:
 
 
 def run_id(record: dict) -> str:
-    """Identity of a run: PLM, task, n, method, seed and the hyperparameters it depends on."""
+    """Identity of a run: PLM, task, n, method, seed, the hyperparameters it depends on and, for a
+    run without search, the saved alpha it started from (by content)."""
     digest = hashlib.sha1(json.dumps(record["hparams"], sort_keys=True).encode()).hexdigest()[:10]
     split = "" if record.get("eval_split", "dev") == "dev" else f"|{record['eval_split']}"
+    reused = record.get("alphas_from")
+    if reused:
+        split += f"|alphas={reused['sha1'][:10]}" + ("+W" if reused["task_weights"] else "")
     return f"{record['plm']}|{record['task']}|n={record['n']}|{record['method']}|seed={record['seed']}|{digest}{split}"
 
 
@@ -132,6 +165,24 @@ def versions() -> dict[str, str]:
             "datasets": datasets.__version__, "betty": betty.__version__, "agwm_betty": __version__}
 
 
+@functools.lru_cache(maxsize=2)
+def _saved_search(path: str, mtime_ns: int, size: int) -> tuple[SavedSearch, str]:
+    return reuse.load(path), hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def saved_search(path: str | Path) -> SavedSearch:
+    """The saved search in `path` (read once per version of the file); ValueError if it is none."""
+    return _saved_search_and_sha1(path)[0]
+
+
+def _saved_search_and_sha1(path: str | Path) -> tuple[SavedSearch, str]:
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ValueError(f"--alphas-from {path}: no such file")
+    stat = path.stat()
+    return _saved_search(str(path), stat.st_mtime_ns, stat.st_size)
+
+
 def load_task(exp: Experiment, task: str, tokenizer) -> TaskData:
     """The task's training set (untokenised) and tokenised dev set."""
     if exp.custom is not None:
@@ -169,6 +220,10 @@ def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict
     record = {"task": task, "n": exp.n, "method": method_name, "seed": seed, "plm": exp.plm,
               "hparams": exp.cfg.to_dict(method.hparams),
               "eval_split": f"heldout{exp.heldout}" if exp.heldout else "dev"}
+    if exp.alphas_from is not None:
+        saved, sha1 = _saved_search_and_sha1(exp.alphas_from)
+        record["alphas_from"] = {"path": str(Path(exp.alphas_from).resolve()), "sha1": sha1,
+                                 "task_weights": exp.reuse_task_weights, "searched_by": saved.meta.get("run_id")}
     record["run_id"] = run_id(record)
     return record
 
@@ -205,11 +260,13 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
                 evaluation = tokenize(heldout(data.train, exp.n, seed, exp.heldout), tokenizer, data.spec,
                                       exp.cfg.max_length)
             subsets = {(task, seed): (train, evaluation)}
-        record, model = run_one(exp, data, *subsets[(task, seed)], tokenizer, task, seed, method_name)
+        record, result = run_one(exp, data, *subsets[(task, seed)], tokenizer, task, seed, method_name)
         if not distributed.is_main_process():  # under torchrun every rank ends with the same model
             continue
         if exp.save_models:
-            record["model_dir"] = str(save_model(model, tokenizer, path.parent / "models" / _model_dir(record)))
+            record["model_dir"] = str(save_model(result.model, tokenizer, path.parent / "models" / _model_dir(record)))
+        if exp.save_alphas and result.search is not None:
+            record["alphas_file"] = str(save_search(result.search, record, path.parent / "alphas"))
         append_record(path, record)
         new_records.append(record)
         (tqdm.write if exp.cfg.progress else log)(summary_line(record))
@@ -217,8 +274,9 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
 
 
 def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task: str, seed: int,
-            method_name: str) -> tuple[dict, object]:
-    """Train and evaluate one (task, seed, method); return its record and the final model."""
+            method_name: str) -> tuple[dict, RunResult]:
+    """Train and evaluate one (task, seed, method); return its record and the method's result
+    (final model, and the saved search of a two-phase run)."""
     record = base_record(exp, task, seed, method_name)
     method = get_method(method_name)
     reason = method.applies_to(data.spec)
@@ -227,7 +285,9 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
         method = get_method("vanilla")
     spec = data.spec
     ctx = RunContext(spec, train, evaluation, tokenizer, exp.cfg, seed,
-                     model_factory=lambda: _factory(exp.plm, spec))
+                     model_factory=lambda: _factory(exp.plm, spec),
+                     alphas_from=None if exp.alphas_from is None else saved_search(exp.alphas_from),
+                     reuse_task_weights=exp.reuse_task_weights)
     started = time.time()
     result = method.run(ctx)
     record.update(
@@ -237,11 +297,20 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         command=" ".join(sys.argv),
     )
-    return record, result.model
+    return record, result
 
 
 def _model_dir(record: dict) -> str:
     return f"{record['task']}-n{record['n']}-{record['method']}-seed{record['seed']}"
+
+
+def save_search(search: SavedSearch, record: dict, directory: Path) -> Path:
+    """Save a run's searched alpha, task weights and random state for `--alphas-from`, named after
+    the run (hyperparameters included, so two sweeps into one folder do not overwrite each other)."""
+    meta = {k: record[k] for k in ("task", "n", "seed", "plm", "method", "run_id")}
+    tag = hashlib.sha1(record["run_id"].encode()).hexdigest()[:8]
+    return reuse.save(SavedSearch(search.alphas, search.task_weights, search.rng, meta),
+                      directory / f"{_model_dir(record)}-{tag}.pt")
 
 
 def save_model(model, tokenizer, directory: Path) -> Path:

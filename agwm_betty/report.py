@@ -55,11 +55,15 @@ REQUIRED = ("task", "n", "method", "seed", "metric")
 # ---------------------------------------------------------------- loading
 
 def method_label(record: Mapping[str, Any]) -> str:
-    """Row label of a record: its method, plus σ for random-alpha so each σ is its own row."""
+    """Row label of a record: its method, plus σ for random-alpha so each σ is its own row, and a
+    mark for a run that reused a saved alpha (`--alphas-from`) instead of searching."""
     method = str(record["method"])
     hparams = record.get("hparams")
     if method == "random-alpha" and isinstance(hparams, Mapping) and hparams.get("sigma") is not None:
         return f"random-alpha (σ={float(hparams['sigma']):g})"
+    reused = record.get("alphas_from")
+    if isinstance(reused, Mapping):
+        return f"{method} (saved alpha{' + W' if reused.get('task_weights') else ''})"
     return method
 
 
@@ -135,11 +139,12 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _order_key(label: str) -> tuple:
-    """Sort labels in METHOD_ORDER, random-alpha rows by σ, unknown methods last by name."""
-    match = re.fullmatch(r"(.+?)(?: \(σ=(.+)\))?", label)
-    base, sigma = match.group(1), match.group(2)
+    """Sort labels in METHOD_ORDER, random-alpha rows by σ, a saved-alpha rerun after its method,
+    unknown methods last by name."""
+    match = re.fullmatch(r"(.+?)(?: \(σ=(.+)\)| \((saved alpha.*)\))?", label)
+    base, sigma, saved = match.group(1), match.group(2), match.group(3)
     rank = METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)
-    return (rank, base, float(sigma) if sigma else -1.0)
+    return (rank, base, float(sigma) if sigma else -1.0, saved or "")
 
 
 def _task_key(task: str) -> tuple:
@@ -378,7 +383,7 @@ def _alpha_runs(df: pd.DataFrame, method: str, part: str) -> pd.DataFrame:
     if df.empty or "alphas" not in df:
         return df.iloc[0:0]
     has = df["alphas"].map(lambda a: isinstance(a, Mapping) and isinstance(a.get(part), Mapping))
-    return df[(df["method"] == method) & has]
+    return df[(df["label"] == method) & has]  # searched runs only, not reruns from a saved alpha
 
 
 def _figure(panels: int, width: float = 5.0, height: float = 3.6, cols: int = 4):

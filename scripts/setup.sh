@@ -5,7 +5,8 @@
 #   - betty-ml 0.2.1: its metadata says Requires-Python <3.11, so on 3.11 pip would silently
 #     pick 0.1.1; install it alone with --ignore-requires-python and --no-deps (with deps,
 #     pip would also ignore numpy's Python bound and try to build numpy from source).
-#   - the package itself, editable, with its test extra.
+#   - the package itself, editable, with its test extra (again when its commands agwm-glue /
+#     agwm-report are missing, e.g. in a .venv made before they existed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -21,6 +22,6 @@ if [ "$("$PY" -c 'import betty; print(betty.__version__)' 2>/dev/null)" != "0.2.
   $PIP install "numpy"
   $PIP install --no-deps --ignore-requires-python "betty-ml==0.2.1"
 fi
-if ! "$PY" -c "import agwm_betty" 2>/dev/null || [ "${AGWM_REINSTALL:-0}" = 1 ]; then
+if ! "$PY" -c "import agwm_betty" 2>/dev/null || [ ! -x "$VENV/bin/agwm-glue" ] || [ "${AGWM_REINSTALL:-0}" = 1 ]; then
   $PIP install -e ".[test]"
 fi

@@ -434,6 +434,47 @@ def test_relative_cost_compares_times_only_on_one_device(tmp_path):
     assert agwm["tasks"] == 1  # rte's agwm ran on another device than its vanilla
 
 
+# ---------------------------------------------------------------- the CLI on bad input
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.jsonl", None, "no such file"),
+    ("empty.jsonl", "", "empty file"),
+    ("blank.jsonl", "\n  \n", "empty file"),
+    ("runs.csv", "task,n,method,seed,metric\ncola,300,agwm,0,40.0\n", "line 1: malformed JSON"),
+    ("array.json", '[{"task": "cola"}]\n', "line 1: a record must be a JSON object"),
+    ("plot.png", PNG_MAGIC + bytes(range(256)), "not UTF-8 text"),
+    ("folder", "DIR", "not a file"),
+])
+def test_cli_refuses_a_bad_runs_file_in_one_line_with_exit_code_2(name, content, message, tmp_path, capsys):
+    from agwm_betty.cli.report import main
+
+    path = tmp_path / name
+    if content == "DIR":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out" / "tables.md").exists()
+
+
+def test_cli_refuses_a_missing_file_without_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "report.py"), str(tmp_path / "nope.jsonl")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path / 'nope.jsonl'}: no such file"
+
+
+def test_a_good_file_beside_a_bad_one_is_still_refused(runs_file, tmp_path, capsys):
+    from agwm_betty.cli.report import main
+
+    assert main([str(runs_file), str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out")]) == 2
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
+
+
 def with_signal(recs: list[dict]) -> list[dict]:
     """agwm records with the search's probe records: cosine 0.1 * seed on CoLA, -0.2 on RTE."""
     for r in recs:

@@ -2,6 +2,8 @@
 `--alphas-from` runs agwm's finetune phase from it without searching (tiny random BERT)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from agwm_betty.mixup import save_alphas
 from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
+ROOT = Path(__file__).resolve().parents[1]
 TASK = CustomTask("unused.csv", "unused.csv", ["text"], "label", name="synthetic")  # data patched in below
 CFG = dict(K=2, search_epochs=1, epochs=2, batch_size=8, lr=1e-3, search_lr=1e-3, alpha_lr=0.05, progress=False)
 
@@ -172,3 +175,20 @@ def test_alphas_from_is_refused_where_it_cannot_mean_what_it_says(kw, message, t
     with pytest.raises(ValueError, match=message):
         exp(tmp_path, **kw).validate()
 
+
+def test_cli_flags_reach_the_experiment_and_a_bad_file_is_one_line(tmp_path):
+    from agwm_betty.cli.glue import build_parser, experiment_from_args
+
+    args = build_parser().parse_args(["--save-alphas", "--output", str(tmp_path)])
+    e = experiment_from_args(args)
+    assert e.save_alphas and e.alphas_from is None and not e.reuse_task_weights
+    e = experiment_from_args(build_parser().parse_args(["--alphas-from", "x.pt", "--reuse-task-weights"]))
+    assert e.alphas_from == Path("x.pt") and e.reuse_task_weights and not e.save_alphas
+
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a torch file")
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "glue.py"), "--tasks", "rte", "--seeds", "1",
+                           "--alphas-from", str(bad), "--output", str(tmp_path), "--no-progress"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{bad}: not a saved alpha" in done.stderr and len(done.stderr.strip().splitlines()) == 1

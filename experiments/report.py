@@ -2,7 +2,7 @@
 """Tables and plots from runs.jsonl files: the same program as the `agwm-report` command
 (agwm_betty/cli/report.py).
 
-    python experiments/report.py results/runs.jsonl [more.jsonl ...] --out results/
+    python experiments/report.py results/runs.jsonl [more.jsonl ...] --out results/ [--html]
 """
 import sys
 from pathlib import Path

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -473,6 +475,86 @@ def test_a_good_file_beside_a_bad_one_is_still_refused(runs_file, tmp_path, caps
 
     assert main([str(runs_file), str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out")]) == 2
     assert "nope.jsonl: no such file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- one HTML page
+
+class PageParser(HTMLParser):
+    """What a browser needs from report.html: its tables (rows of cell texts), image sources and
+    every other URL it would fetch."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tables, self.images, self.urls, self.tags, self.cell = [], [], [], set(), None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.add(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag != "img":
+            self.urls += [v for k, v in attrs.items() if k in ("href", "src", "srcset", "action")]
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def markdown_tables(markdown: str) -> list[list[list[str]]]:
+    """The pipe tables of tables.md: rows of cell texts, separator rows left out."""
+    tables, current = [], None
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                tables.append(current)
+            if not set(line) <= set("|-: "):
+                cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+                current.append([re.sub(r"`([^`]*)`", r"\1", c) for c in cells])
+        else:
+            current = None
+    return tables
+
+
+def test_html_page_holds_every_table_and_embeds_every_plot(runs_file, tmp_path):
+    import base64
+
+    from agwm_betty.cli.report import main
+
+    out = tmp_path / "out"
+    assert main([str(runs_file), "--out", str(out), "--html", "--quiet"]) == 0
+    page = PageParser((out / "report.html").read_text(encoding="utf-8"))
+    expected = markdown_tables((out / "tables.md").read_text(encoding="utf-8"))
+    assert len(expected) >= 5 and page.tables == expected  # every table, cell for cell
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) >= 4
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    embedded = sorted(base64.b64decode(src.split(",", 1)[1]) for src in page.images)
+    assert embedded == sorted(p.read_bytes() for p in pngs)  # every plot, byte for byte
+    assert not page.urls and not {"link", "script", "iframe", "object"} & page.tags  # nothing to fetch
+
+
+def test_html_keeps_escaped_pipes_code_and_paragraphs_and_refuses_a_missing_plot(tmp_path):
+    from agwm_betty.html_report import markdown_to_html
+
+    page = markdown_to_html("# T\n\nsome `p` text\nwrapped <here>\n\n| m | a\\|b |\n|---|---:|\n| x | 1 ± 2 |\n", tmp_path)
+    assert "<p>some <code>p</code> text wrapped &lt;here&gt;</p>" in page and "<h1>T</h1>" in page
+    assert PageParser(page).tables == [[["m", "a|b"], ["x", "1 ± 2"]]]
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        markdown_to_html("![plot](gone.png)\n", tmp_path)
 
 
 def with_signal(recs: list[dict]) -> list[dict]:

@@ -1,6 +1,6 @@
 """Turn runs.jsonl files into tables (ours beside the paper's BERT-large numbers) and plots.
 
-    agwm-report results/runs.jsonl [more.jsonl ...] --out results/
+    agwm-report results/runs.jsonl [more.jsonl ...] --out results/ [--html]
     (python experiments/report.py is the same program)
 """
 from __future__ import annotations
@@ -23,6 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="runs.jsonl files; a run_id seen twice keeps its first record")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: the folder of the first runs file)")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: the tables and plots on one self-contained page "
+                             "(images embedded) that opens in a browser offline")
     parser.add_argument("--quiet", action="store_true", help="do not print the tables")
     return parser.parse_args(argv)
 
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # a line that is not a JSON record: the message names the file and line
         print(f"error: {err} (each line of a runs file is one JSON record)", file=sys.stderr)
         return 2
+    if args.html:
+        from agwm_betty.html_report import write_html
+
+        written.append(write_html(written[0]))
     if not args.quiet:
         print(written[0].read_text(encoding="utf-8"))
     for path in written:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 # for sampled outer losses.
 HYPERGRADIENTS = ("darts-paper", "darts-official", "darts", "first-order", "sama", "neumann", "cg")
 INNER_OPTIMIZERS = ("adamw", "sgd")
+ALPHA_FORMS = ("product", "convex")  # the same names as agwm_betty.mixup.ALPHA_FORMS (tested)
 ALPHA_SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
@@ -62,6 +63,10 @@ class Config:
                                    "measured on two BLO-val batches (0 = off; never changes the search)")
     average_task_weights: bool = _f(True, "average the task weights W over the K searches too")
     rank: int = _f(1, "rank r of the alpha factorisation alpha1 @ alpha2")
+    alpha_form: str = _f("product", "how W and W0 mix: product (the paper: F(a1,a2) W + F(1-a1,1-a2) W0) or "
+                                    "convex (alpha W + (1 - alpha) W0, alpha = F(a1,a2))")
+    outer_batch_size: int = _f(0, "batch size of the outer (BLO-val) problem; 0 = --batch-size; at least the "
+                                  "BLO-val size = the whole split each outer step")
     alpha_init_mean: float = _f(1.0, "mean of the alpha init N(mean, std)")
     alpha_init_std: float = _f(0.005, "std of the alpha init N(mean, std)")
     sigma: float = _f(0.005, "random-alpha: std of the frozen alphas N(1, sigma)")
@@ -103,7 +108,7 @@ class Config:
             "epochs", "search_epochs", "max_steps", "weight_decay", "alpha_weight_decay",
             "max_grad_norm", "alpha_init_std", "sigma", "r3f_eps", "r3f_lambda", "rdrop_alpha",
             "reinit_layers", "darts_alpha", "lora_dropout", "inner_l2", "search_max_grad_norm",
-            "diagnostic_points",
+            "diagnostic_points", "outer_batch_size",
         )
         for name in non_negative:
             value = getattr(self, name)
@@ -122,7 +127,8 @@ class Config:
             )
         if self.hypergradient not in HYPERGRADIENTS:
             raise ValueError(f"unknown hypergradient {self.hypergradient!r}; choose from {', '.join(HYPERGRADIENTS)}")
-        for name, valid in (("inner_optimizer", INNER_OPTIMIZERS), ("alpha_schedule", ALPHA_SCHEDULES)):
+        for name, valid in (("inner_optimizer", INNER_OPTIMIZERS), ("alpha_schedule", ALPHA_SCHEDULES),
+                            ("alpha_form", ALPHA_FORMS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(valid)}")
         for name in ("unroll_steps", "rank", "ift_iterations", "lora_r", "lora_alpha", "num_virtual_tokens", "soup_size"):
@@ -187,5 +193,5 @@ SEARCH_FIELDS = (
 ALPHA_FIELDS = (
     "alpha_lr", "alpha_weight_decay", "alpha_beta1", "alpha_beta2", "alpha_eps", "hypergradient",
     "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std", "ift_iterations", "ift_alpha",
-    "alpha_schedule",
+    "alpha_schedule", "alpha_form", "outer_batch_size",
 )

@@ -33,6 +33,11 @@ HEAD_MODULES: tuple[str, ...] = (
 )
 
 
+# How W and W0 mix: "product", the paper's F(a1, a2) * W + F(1 - a1, 1 - a2) * W0 (section 3.1,
+# rank r); "convex", alpha * W + (1 - alpha) * W0 with alpha = F(a1, a2) (section 3.1's first formula).
+ALPHA_FORMS = ("product", "convex")
+
+
 def is_conv1d(module: nn.Module) -> bool:
     """GPT-2's `Conv1D`, whose weight is stored (in, out), the transpose of `nn.Linear`'s."""
     return bool(Conv1D) and isinstance(module, Conv1D)
@@ -52,8 +57,11 @@ def linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 class MixupLinear(nn.Module):
     """A linear (or GPT-2 `Conv1D`) layer whose weight mixes task weight W and frozen W0 via alpha."""
 
-    def __init__(self, base: nn.Module, rank: int, init_mean: float, init_std: float):
+    def __init__(self, base: nn.Module, rank: int, init_mean: float, init_std: float, form: str = "product"):
         super().__init__()
+        if form not in ALPHA_FORMS:
+            raise ValueError(f"unknown alpha form {form!r}; choose from {', '.join(ALPHA_FORMS)}")
+        self.form = form
         self.fan_in_fan_out = is_conv1d(base)
         self.weight = base.weight  # task weight W: the same Parameter object, starts at W0
         self.bias = base.bias
@@ -80,7 +88,7 @@ class MixupLinear(nn.Module):
             with torch.autocast(device_type, enabled=False):
                 return self.mix_coefficients()
         a = self.alpha1 @ self.alpha2
-        b = (1 - self.alpha1) @ (1 - self.alpha2)
+        b = 1 - a if self.form == "convex" else (1 - self.alpha1) @ (1 - self.alpha2)
         return (a.t(), b.t()) if self.fan_in_fan_out else (a, b)
 
     def effective_alpha(self) -> torch.Tensor:
@@ -167,8 +175,10 @@ def apply_mixup(
     init_std: float = 0.005,
     target_modules: str | Sequence[str] | None = None,
     exclude_modules: Sequence[str] = HEAD_MODULES,
+    form: str = "product",
 ) -> nn.Module:
-    """Replace every pretrained linear layer of `model` in place by a `MixupLinear`; return `model`."""
+    """Replace every pretrained linear layer of `model` in place by a `MixupLinear` (mixing by
+    `form`, see `ALPHA_FORMS`); return `model`."""
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
     if not init_std >= 0:
@@ -182,7 +192,7 @@ def apply_mixup(
             f"(excluded: {list(exclude_modules)})"
         )
     for name in names:
-        _replace(model, name, MixupLinear(model.get_submodule(name), rank, init_mean, init_std))
+        _replace(model, name, MixupLinear(model.get_submodule(name), rank, init_mean, init_std, form))
     return model
 
 

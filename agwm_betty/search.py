@@ -95,10 +95,11 @@ def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, 
     """Betty engine for one split, with its data loaders and, when alphas are learned, a signal probe."""
     steps = num_steps(len(blo_train), cfg.batch_size, cfg.search_epochs, cfg.max_steps)
     train_loader = make_loader(blo_train, tokenizer, cfg.batch_size, shuffle=True, seed=seed)
-    val_loader = make_loader(blo_val, tokenizer, cfg.batch_size, shuffle=True, seed=seed + 1)
+    outer_batch = cfg.outer_batch_size or cfg.batch_size
+    val_loader = make_loader(blo_val, tokenizer, outer_batch, shuffle=True, seed=seed + 1)
     engine = build_split_engine(model, train_loader, val_loader, cfg, steps, learn_alpha=learn_alpha, desc=desc)
     if learn_alpha and cfg.diagnostic_points > 0:
-        probe_loader = make_loader(blo_val, tokenizer, cfg.batch_size, shuffle=True, seed=seed + 2)
+        probe_loader = make_loader(blo_val, tokenizer, outer_batch, shuffle=True, seed=seed + 2)
         at = SignalProbe.points(steps // cfg.unroll_steps, cfg.diagnostic_points)
         engine.outer.probe = SignalProbe(probe_loader, at)
     return engine, steps

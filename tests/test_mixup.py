@@ -225,3 +225,39 @@ def test_alpha_summary_counts_every_effective_alpha_and_groups_layers():
     assert summary["mean"] == pytest.approx(full.mean().item(), rel=1e-6)
     assert 0 <= summary["min"] <= summary["mean"] <= summary["max"] <= 1
     assert alpha_summary(tiny_model("bert")) is None
+
+
+def test_convex_form_mixes_by_alpha_and_its_complement():
+    from agwm_betty.config import ALPHA_FORMS as CONFIG_FORMS
+    from agwm_betty.mixup import ALPHA_FORMS
+
+    assert CONFIG_FORMS == ALPHA_FORMS
+    torch.manual_seed(0)
+    base = torch.nn.Linear(5, 3)
+    w0 = base.weight.detach().clone()
+    layer = MixupLinear(base, rank=2, init_mean=0.5, init_std=0.2, form="convex")
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    alpha = layer.alpha1 @ layer.alpha2
+    torch.testing.assert_close(layer.effective_weight(), alpha * layer.weight + (1 - alpha) * w0)
+    product = (1 - layer.alpha1) @ (1 - layer.alpha2)
+    assert not torch.allclose(product, 1 - alpha)  # so the two forms really differ
+    with pytest.raises(ValueError, match="product, convex"):
+        MixupLinear(torch.nn.Linear(2, 2), rank=1, init_mean=1.0, init_std=0.0, form="sigmoid")
+
+
+def test_outer_batch_size_sets_the_blo_val_batch(tokenizer):
+    from agwm_betty.config import Config
+    from agwm_betty.search import _split_engine
+    from synthetic import synthetic_task
+
+    data = synthetic_task(40)
+    for outer, expected in ((0, 8), (100, 100)):
+        model = apply_mixup(tiny_model("bert").train())
+        engine, _ = _split_engine(model, data.select(range(20)), data.select(range(20, 40)), tokenizer,
+                                  Config(batch_size=8, outer_batch_size=outer, progress=False), seed=0,
+                                  learn_alpha=True, desc="test")
+        assert engine.outer.train_data_loader[0].batch_size == expected
+        engine.inner.one_step_descent()
+        engine.outer.one_step_descent()  # a batch at least as large as BLO-val is the whole split
+        assert engine.outer.cur_batch["input_ids"].shape[0] == (8 if outer == 0 else 20)

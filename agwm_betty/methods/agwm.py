@@ -31,7 +31,8 @@ class TwoPhase(Method):
         model = ctx.new_model()
         if self.mixup:
             mean, std = self.alpha_init(ctx)
-            apply_mixup(model, rank=cfg.rank, init_mean=mean, init_std=std, exclude_modules=ctx.exclude_modules)
+            apply_mixup(model, rank=cfg.rank, init_mean=mean, init_std=std, exclude_modules=ctx.exclude_modules,
+                        form=cfg.alpha_form)
         if ctx.alphas_from is not None:
             return self.run_from_saved(ctx, model)
         alphas_before = alpha_state_dict(model)
@@ -126,7 +127,7 @@ class Joint(FinetuneMethod):
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         cfg = ctx.cfg
         apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
-                    exclude_modules=ctx.exclude_modules)
+                    exclude_modules=ctx.exclude_modules, form=cfg.alpha_form)
         return model
 
     def param_groups(self, model: nn.Module, ctx: RunContext) -> list[dict]:

@@ -49,7 +49,7 @@ def test_sweep_survives_kill_resumes_and_then_does_nothing(glue_dir, tmp_path):
         assert (r["alphas"] is None) == (r["method"] == "vanilla")
     agwm = next(r for r in recs if r["method"] == "agwm")
     assert set(agwm["alphas"]["per_layer"]) == {f"layer.{i}" for i in range(6)} | {"pooler"}
-    assert agwm["hparams"]["K"] == 1 and agwm["hparams"]["hypergradient"] == "darts"
+    assert agwm["hparams"]["K"] == 1 and agwm["hparams"]["hypergradient"] == "darts-paper"
 
     before = runs.read_bytes()
     again = glue(*args)

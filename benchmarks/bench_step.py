@@ -4,6 +4,7 @@
     python benchmarks/bench_step.py --models minilm,bert-large --repeats 3
     python benchmarks/bench_step.py --quick              # a smoke run: 2 repeats, 1 memory step
     python benchmarks/bench_step.py --e2e --task cola    # also run vanilla and agwm end to end
+    python benchmarks/bench_step.py --e2e --n 100 --threads 1 --no-memory   # e2e on a small CPU
 
 Variants, on one fixed batch of 16 sequences x 128 tokens (random ids, random labels):
   (a) vanilla   `train.TrainStep` on the plain PLM: forward, backward, clipping, AdamW, schedule;
@@ -12,6 +13,10 @@ Variants, on one fixed batch of 16 sequences x 128 tokens (random ids, random la
                 split: the inner step (W on BLO-train) and the outer step it triggers (alpha on
                 BLO-val, darts hypergradient: two extra forward/backward passes of the inner loss).
 Each variant draws its batch from a `data.make_loader` loader, as in training.
+  (c, T)  search-T<T> (`--unrolls`, default 2,5,10): the same engine with `unroll_steps` T, one
+          outer step every T inner steps (the paper's section 6); timed T inner steps at a time
+          (T - 1 plain inner steps and one that triggers the outer step), reported per inner
+          step: the amortised search cost (T * inner + outer) / T.
 
 Time: every variant gets `--warmup` untimed steps, then the variants alternate a, b, c, a, b, c,
 ... for `--repeats` rounds so that load from other processes hits all three alike; the report
@@ -31,8 +36,12 @@ End to end (n = 300, one task): by default an estimate, step counts x measured s
                      / (steps(n, epochs) * t_a)
 with the Config defaults (K=5, 3 + 3 epochs, batch 16; `--K` to change). It assumes every batch
 is 16 x 128 (real GLUE batches are padded to their longest sentence and are shorter, which moves
-both sides alike) and leaves out evaluation and engine set-up. `--e2e` measures instead: it
-runs `vanilla` and `agwm` through `agwm_betty.methods` on `--task` from `--data-dir`.
+both sides alike) and leaves out evaluation and engine set-up; it is given for every T as well.
+`--e2e` measures instead: it runs `vanilla` and `agwm` through `agwm_betty.methods` on `--task`
+from `--data-dir` (seed 0, n = `--n`), agwm with T = 1 and T = `--e2e-unroll`, each in this process
+and with `--strategy splits` on `--e2e-procs` processes (torch.multiprocessing, gloo on CPU, each
+process torch's threads / P threads); ratios are wall times of whole runs (evaluation included
+and left out) against vanilla in this process, and the search phase's time against P = 1.
 
 Results. Ratios against (a); "paired" = median over rounds of each step / the vanilla step
 timed just before it; FLOPs from torch's FlopCounterMode (load-independent); memory as above.
@@ -74,6 +83,7 @@ would be the next step; not done here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -87,6 +97,8 @@ from pathlib import Path
 VARIANTS = ("vanilla", "finetune", "search")
 # --compare adds the search step as Betty 0.2.1 runs it (two backward passes of the outer loss)
 BETTY_SEARCH = "search-betty"
+UNROLL_PREFIX = "search-T"  # + T: the search step with one outer step every T inner steps
+HG_PREFIX = "search-hg:"  # + name: the search step with that hypergradient
 MODELS = ("minilm", "bert-large")
 BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 
@@ -113,11 +125,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=300, help="training-set size of the end-to-end ratio")
     parser.add_argument("--K", type=int, default=None, help="splits of the end-to-end ratio (Config default)")
     parser.add_argument("--e2e", action="store_true", help="measure vanilla and agwm end to end")
+    parser.add_argument("--unrolls", type=lambda v: tuple(int(t) for t in v.split(",") if t.strip()),
+                        default=(2, 5, 10), help="T values of the amortised search step (empty = none)")
+    parser.add_argument("--hypergradients", type=lambda v: tuple(t for t in v.split(",") if t.strip()),
+                        default=None, help="hypergradients timed side by side, a row each (default: all; "
+                        "empty = none)")
+    parser.add_argument("--e2e-unroll", type=int, default=5, help="--e2e: the T measured beside T = 1")
+    parser.add_argument("--e2e-procs", type=int, default=2, help="--e2e: processes of the split-parallel run (1 = none)")
     parser.add_argument("--task", default="cola", help="task of --e2e")
     parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "/work/shared/glue_data"))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.hypergradients is None:
+        from agwm_betty.config import HYPERGRADIENTS
+
+        args.hypergradients = HYPERGRADIENTS
     if args.quick:
         args.repeats, args.memory_steps = min(args.repeats, 2), 1
     return args
@@ -132,7 +155,8 @@ def config(args):
     kwargs = {"K": args.K} if args.K else {}
     # long schedules, so that no step of the benchmark runs at learning rate 0
     return Config(progress=False, device=args.device, precision=args.precision, batch_size=args.batch_size,
-                  max_length=args.seq_len, epochs=10_000, search_epochs=10_000, **kwargs).validate()
+                  max_length=args.seq_len, epochs=10_000, search_epochs=10_000, diagnostic_points=0,
+                  **kwargs).validate()
 
 
 def tokenizer():
@@ -184,19 +208,31 @@ def build_variant(variant: str, model_name: str, cfg, tok, data):
     if variant != "vanilla":
         apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
                     exclude_modules=HEAD_MODULES + tuple(new_modules))
-    if variant in ("search", BETTY_SEARCH):
+    if variant in ("search", BETTY_SEARCH) or variant.startswith((UNROLL_PREFIX, HG_PREFIX)):
         set_alphas_trainable(model, True)
-        engine, _ = _split_engine(model, data, data, tok, cfg, seed=0, learn_alpha=True, desc="bench")
-        engine.outer.single_backward = variant == "search"
+        unroll = unroll_of(variant)
+        hypergradient = variant[len(HG_PREFIX):] if variant.startswith(HG_PREFIX) else cfg.hypergradient
+        run_cfg = dataclasses.replace(cfg, unroll_steps=unroll, hypergradient=hypergradient)
+        engine, _ = _split_engine(model, data, data, tok, run_cfg, seed=0, learn_alpha=True, desc="bench")
+        engine.outer.single_backward = variant != BETTY_SEARCH
         engine.train()
         counter = itertools.count(1)
-        return lambda: engine.inner.step(global_step=next(counter))  # the inner step triggers the outer
+
+        def search_steps():  # T inner steps; the T-th triggers the outer step
+            for _ in range(unroll):
+                engine.inner.step(global_step=next(counter))
+        return search_steps
     set_alphas_trainable(model, False)
     train_step = TrainStep(model, decay_groups(named_task_parameters(model), cfg.weight_decay), cfg,
                            steps=10**6, lr=cfg.lr)
     batches = itertools.chain.from_iterable(itertools.repeat(make_loader(data, tok, cfg.batch_size, True)))
     counter = itertools.count()
     return lambda: train_step(next(batches), next(counter))
+
+
+def unroll_of(variant: str) -> int:
+    """Inner steps per call of a variant: T for search-T<T>, else 1."""
+    return int(variant[len(UNROLL_PREFIX):]) if variant.startswith(UNROLL_PREFIX) else 1
 
 
 def sync(device) -> None:
@@ -214,12 +250,13 @@ def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
     from agwm_betty.train import resolve_device
 
     device = resolve_device(cfg)
-    variants = VARIANTS + ((BETTY_SEARCH,) if args.compare else ())
+    variants = VARIANTS + ((BETTY_SEARCH,) if args.compare else ()) + tuple(
+        f"{UNROLL_PREFIX}{t}" for t in args.unrolls if t > 1) + tuple(f"{HG_PREFIX}{h}" for h in args.hypergradients)
     steps = {v: build_variant(v, model_name, cfg, tok, data) for v in variants}
     for variant in variants:
         for _ in range(args.warmup):
             steps[variant]()
-    flops = {} if args.no_flops else {v: count_flops(steps[v]) for v in variants}
+    flops = {} if args.no_flops else {v: count_flops(steps[v]) / unroll_of(v) for v in variants}
     times = {v: [] for v in variants}
     for round_ in range(args.repeats):
         for variant in variants:
@@ -227,7 +264,7 @@ def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
             start = time.perf_counter()
             steps[variant]()
             sync(device)
-            times[variant].append(time.perf_counter() - start)
+            times[variant].append((time.perf_counter() - start) / unroll_of(variant))  # per inner step
         print(f"  [{model_name}] round {round_ + 1}/{args.repeats}: "
               + " ".join(f"{v}={t[-1]:.3f}s" for v, t in times.items()), file=sys.stderr, flush=True)
     return times, flops
@@ -311,42 +348,107 @@ def e2e_estimate(t: dict[str, float], cfg, n: int) -> dict:
     finetune = num_steps(n, cfg.batch_size, cfg.epochs)
     agwm = search * t["search"] + finetune * t["finetune"]
     vanilla = finetune * t["vanilla"]
+    by_unroll = {unroll_of(v): (search * t[v] + finetune * t["finetune"]) / vanilla
+                 for v in t if v.startswith(UNROLL_PREFIX)}
     return {"n": n, "K": cfg.K, "search_steps": search, "finetune_steps": finetune,
             "vanilla_steps": finetune, "agwm_seconds": agwm, "vanilla_seconds": vanilla,
-            "ratio": agwm / vanilla, "kind": "estimate (step counts x median step times)"}
+            "ratio": agwm / vanilla, "ratio_by_unroll": {1: agwm / vanilla, **by_unroll},
+            "kind": "estimate (step counts x median step times)"}
 
 
-def e2e_measure(args, cfg) -> dict:
-    """Run vanilla and agwm on `args.task` (n = args.n, seed 0) and compare their wall times."""
-    from agwm_betty.config import Config
+def _e2e_data(args):
+    """(spec, train, evaluation, tokenizer) of the end-to-end runs: `args.task`, n = args.n, seed 0."""
     from agwm_betty.data import get_task, load_glue, subsample, tokenize
-    from agwm_betty.methods import RunContext, get_method
-    from agwm_betty.plm import load_plm
 
     spec = get_task(args.task)
     tok = tokenizer()
     glue = load_glue(args.task, args.data_dir)
     split = "validation" if "validation" in glue else [k for k in glue if k != "train"][0]
-    train = tokenize(subsample(glue["train"], args.n, 0), tok, spec)
-    evaluation = tokenize(glue[split], tok, spec)
-    run_cfg = Config(progress=False, device=args.device, precision=args.precision,
-                     **({"K": args.K} if args.K else {}))
+    return spec, tokenize(subsample(glue["train"], args.n, 0), tok, spec), tokenize(glue[split], tok, spec), tok
+
+
+def _e2e_run(name: str, run_cfg, data) -> dict:
+    """One whole run of method `name` (seed 0) in this process: wall time, phase times, metric."""
+    from agwm_betty.methods import RunContext, get_method
+    from agwm_betty.plm import load_plm
+
+    spec, train, evaluation, tok = data
 
     def factory():
         loaded = load_plm("minilm", spec.num_labels, spec.is_regression)
         return loaded[0], list(loaded[-1])
 
-    out = {}
-    for name in ("vanilla", "agwm"):
-        ctx = RunContext(spec, train, evaluation, tok, run_cfg, seed=0, model_factory=factory)
-        started = time.perf_counter()
-        result = get_method(name).run(ctx)
-        out[name] = {"wall": time.perf_counter() - started, "time": result.time, "metric": result.metric}
-        print(f"  [e2e] {name}: {out[name]['wall']:.1f}s {spec.metric}={result.metric:.2f}", file=sys.stderr)
+    ctx = RunContext(spec, train, evaluation, tok, run_cfg, seed=0, model_factory=factory)
+    started = time.perf_counter()
+    result = get_method(name).run(ctx)
+    return {"wall": time.perf_counter() - started, "time": result.time, "metric": result.metric}
+
+
+def _e2e_rank(rank: int, world: int, port: int, args, run_cfg, out: str) -> None:
+    """One process of a split-parallel agwm run; rank 0 writes its timings to `out`."""
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(max(1, args.threads // world))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from agwm_betty import distributed
+
+    data = _e2e_data(args)
+    distributed.init(run_cfg.device or "cpu")
+    dist.barrier()  # start the clocks together, after the data loading
+    result = _e2e_run("agwm", run_cfg, data)
+    if rank == 0:
+        Path(out).write_text(json.dumps({**result, "threads_per_process": torch.get_num_threads()}))
+
+
+def _e2e_spawn(args, run_cfg, procs: int) -> dict:
+    """agwm with `--strategy splits` on `procs` local processes (gloo on CPU)."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rank0.json")
+        mp.spawn(_e2e_rank, args=(procs, port, args, run_cfg, out), nprocs=procs, join=True)
+        return json.loads(Path(out).read_text())
+
+
+def e2e_measure(args, cfg) -> dict:
+    """Run vanilla and agwm (T = 1 and T = args.e2e_unroll, one process and args.e2e_procs
+    processes) on `args.task` (n = args.n, seed 0) and compare their wall times with vanilla's."""
+    import torch
+
+    from agwm_betty.config import Config
+
+    data = _e2e_data(args)
+    args.threads = args.threads or torch.get_num_threads()
+    run_cfg = Config(progress=False, device=args.device, precision=args.precision,
+                     **({"K": args.K} if args.K else {}))
+    out = {"vanilla": _e2e_run("vanilla", run_cfg, data)}
+    print(f"  [e2e] vanilla: {out['vanilla']['wall']:.1f}s", file=sys.stderr, flush=True)
+    for unroll in sorted({1, args.e2e_unroll}):
+        name = "agwm" if unroll == 1 else f"agwm T={unroll}"
+        out[name] = _e2e_run("agwm", dataclasses.replace(run_cfg, unroll_steps=unroll), data)
+        print(f"  [e2e] {name}: {out[name]['wall']:.1f}s", file=sys.stderr, flush=True)
+        if args.e2e_procs > 1:
+            out[f"{name} P={args.e2e_procs}"] = _e2e_spawn(
+                args, dataclasses.replace(run_cfg, unroll_steps=unroll, strategy="splits"), args.e2e_procs)
+            print(f"  [e2e] {name} P={args.e2e_procs}: {out[f'{name} P={args.e2e_procs}']['wall']:.1f}s",
+                  file=sys.stderr, flush=True)
     train_time = {k: v["time"]["total"] - v["time"].get("eval", 0.0) for k, v in out.items()}
-    return {"task": args.task, "n": args.n, "K": run_cfg.K, "runs": out,
-            "ratio": out["agwm"]["wall"] / out["vanilla"]["wall"],
-            "ratio_without_eval": train_time["agwm"] / train_time["vanilla"], "kind": "measured"}
+    ratios = {k: out[k]["wall"] / out["vanilla"]["wall"] for k in out if k != "vanilla"}
+    return {"task": args.task, "n": args.n, "K": run_cfg.K, "threads": args.threads, "runs": out,
+            "ratio": ratios["agwm"], "ratio_without_eval": train_time["agwm"] / train_time["vanilla"],
+            "ratios": ratios, "ratios_without_eval": {k: train_time[k] / train_time["vanilla"] for k in ratios},
+            "search_time_vs_one_process": {k: out[k]["time"]["search"] / out[k.split(" P=")[0]]["time"]["search"]
+                                           for k in ratios if " P=" in k},
+            "kind": "measured"}
 
 
 # ---------------------------------------------------------------- main
@@ -404,6 +506,18 @@ def main(argv: list[str] | None = None) -> int:
         if flops:
             print(f"  FLOPs   finetune/vanilla {res['flop_ratio']['finetune']:.2f}   "
                   f"search/vanilla {res['flop_ratio']['search']:.2f}   (vanilla {flops['vanilla'] / 1e9:.0f} GFLOP)")
+        amortised = {1: res["time_ratio"]["search"], **{unroll_of(v): res["time_ratio"][v]
+                                                        for v in med if v.startswith(UNROLL_PREFIX)}}
+        res["amortised_search_ratio"] = amortised
+        if len(amortised) > 1:
+            print("  amortised search cost per inner step / vanilla (one outer step every T inner steps): "
+                  + "  ".join(f"T={t} {r:.2f}" for t, r in sorted(amortised.items())))
+        rows = [v for v in med if v.startswith(HG_PREFIX)]
+        if rows:
+            print(f"  per hypergradient (search step / vanilla; default {cfg.hypergradient}):")
+            for v in rows:
+                print(f"    {v[len(HG_PREFIX):]:15s} time {res['time_ratio'][v]:5.2f}   paired "
+                      f"{res['paired_time_ratio'][v]:5.2f}" + (f"   FLOPs {res['flop_ratio'][v]:5.2f}" if flops else ""))
         if BETTY_SEARCH in med:
             print(f"  ({BETTY_SEARCH}: median {med[BETTY_SEARCH]:.3f} s, /vanilla "
                   f"{res['time_ratio'][BETTY_SEARCH]:.2f}, paired {res['paired_time_ratio'][BETTY_SEARCH]:.2f}"
@@ -415,18 +529,27 @@ def main(argv: list[str] | None = None) -> int:
         e2e = res["e2e"]
         print(f"  end to end at n={e2e['n']}, K={e2e['K']}: agwm/vanilla ~ {e2e['ratio']:.1f}x ({e2e['kind']}: "
               f"{e2e['search_steps']} search + {e2e['finetune_steps']} finetune vs {e2e['vanilla_steps']} steps)")
+        if len(e2e["ratio_by_unroll"]) > 1:
+            print("    with one outer step every T inner steps: "
+                  + "  ".join(f"T={t} ~{r:.1f}x" for t, r in sorted(e2e["ratio_by_unroll"].items())))
     if args.e2e:
         results["e2e_measured"] = e2e_measure(args, cfg)
         m = results["e2e_measured"]
-        print(f"\nend to end, measured on {m['task']} n={m['n']} K={m['K']}: agwm/vanilla {m['ratio']:.1f}x "
-              f"(without evaluation {m['ratio_without_eval']:.1f}x)")
+        print(f"\nend to end, measured on {m['task']} n={m['n']} K={m['K']} ({m['threads']} threads in all): "
+              f"agwm/vanilla {m['ratio']:.1f}x (without evaluation {m['ratio_without_eval']:.1f}x)")
+        for name, ratio in m["ratios"].items():
+            speed = m["search_time_vs_one_process"].get(name)
+            print(f"  {name:16s} / vanilla {ratio:5.2f}x (without evaluation {m['ratios_without_eval'][name]:5.2f}x)"
+                  + (f"; search phase {speed:.2f}x of its one-process time" if speed else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
     head = results["models"].get("minilm") or next(iter(results["models"].values()))
     memory = f"{head['memory_ratio']['search']:.2f}" if "memory_ratio" in head else "nan"
+    t5 = head["amortised_search_ratio"].get(5, float("nan"))
     print(f"finetune_step_ratio={head['time_ratio']['finetune']:.2f} "
-          f"search_step_ratio={head['time_ratio']['search']:.2f} search_memory_ratio={memory}")
+          f"search_step_ratio={head['time_ratio']['search']:.2f} search_memory_ratio={memory} "
+          f"amortised_search_ratio_T5={t5:.2f}")
     return 0
 
 

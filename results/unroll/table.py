@@ -1,0 +1,38 @@
+"""Table of the unroll study (results/unroll/run.sh): held-out metric and search time against T.
+
+    .venv/bin/python results/unroll/table.py [results/unroll/runs.jsonl]   # writes table.md beside it
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def main(path: Path) -> str:
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = {}
+    for r in records:
+        rows.setdefault((r["task"], r["hparams"]["unroll_steps"]), {})[r["seed"]] = r
+    lines = ["| task | T | seeds | held-out metric, mean ± sd | paired diff. vs T = 1 (same seeds) | "
+             "search s, mean | outer steps per split |", "|---|---|---|---|---|---|---|"]
+    for (task, unroll), by_seed in sorted(rows.items()):
+        metrics = [r["metric"] for r in by_seed.values()]
+        sd = statistics.stdev(metrics) if len(metrics) > 1 else float("nan")
+        base = rows.get((task, 1), {})
+        diffs = [by_seed[s]["metric"] - base[s]["metric"] for s in by_seed if s in base]
+        diff = (f"{statistics.mean(diffs):+.2f} (n = {len(diffs)})" if diffs and unroll != 1 else "")
+        search = statistics.mean(r["time"]["search"] for r in by_seed.values())
+        per_split = by_seed[min(by_seed)]["steps"]["search_per_split"] // unroll
+        name = next(iter(by_seed.values()))["metric_name"]
+        lines.append(f"| {task} ({name}) | {unroll} | {','.join(map(str, sorted(by_seed)))} | "
+                     f"{statistics.mean(metrics):.2f} ± {sd:.2f} | {diff} | {search:.0f} | {per_split} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    runs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("runs.jsonl")
+    table = main(runs)
+    runs.with_name("table.md").write_text(table)
+    print(table)

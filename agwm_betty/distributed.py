@@ -271,13 +271,7 @@ def average_over_ranks(states: list[dict[str, torch.Tensor]], total: int) -> dic
     first = states[0]
     keys = [k for k, v in first.items() if v.is_floating_point()]
     sums = [torch.stack([s[k].double() for s in states]).sum(0).to(_comm_device()) for k in keys]
-    for bucket in _buckets(sums):
-        flat = torch.cat([t.reshape(-1) for t in bucket])
-        dist.all_reduce(flat)
-        offset = 0
-        for t in bucket:
-            t.copy_(flat[offset:offset + t.numel()].view_as(t))
-            offset += t.numel()
+    all_reduce_(sums, 1.0)
     means = {k: (s / total).to("cpu", first[k].dtype) for k, s in zip(keys, sums)}
     return {k: means[k] if k in means else v.clone() for k, v in first.items()}
 

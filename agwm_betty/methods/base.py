@@ -47,8 +47,14 @@ class RunContext:
         return HEAD_MODULES + tuple(self.new_modules)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """All metrics of the task on the evaluation set (0-100 scale)."""
-        loader = make_loader(self.eval, self.tokenizer, self.cfg.eval_batch_size, shuffle=False)
+        """All metrics of the task on the evaluation set (0-100 scale).
+
+        The examples go through the model shortest first: batches then pad little (1.5x fewer
+        tokens on STS-B dev at batch 64), and every GLUE metric is blind to example order.
+        """
+        lengths = [len(ids) for ids in self.eval["input_ids"]]
+        by_length = self.eval.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+        loader = make_loader(by_length, self.tokenizer, self.cfg.eval_batch_size, shuffle=False)
         predictions, labels = predict(model, loader, self.cfg)
         return compute_metrics(self.spec, predictions.numpy(), labels.numpy())
 

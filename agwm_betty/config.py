@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 HYPERGRADIENTS = ("darts-paper", "darts-official", "darts", "first-order", "sama", "neumann", "cg")
 INNER_OPTIMIZERS = ("adamw", "sgd")
 ALPHA_FORMS = ("product", "convex")  # the same names as agwm_betty.mixup.ALPHA_FORMS (tested)
+ALPHA_PARAMS = ("clamp", "sigmoid")  # the same names as agwm_betty.mixup.ALPHA_PARAMS (tested)
 ALPHA_SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
@@ -27,7 +28,7 @@ class Config:
 
     # shared training recipe (finetune phase, vanilla and baselines; appendix D.2)
     lr: float = _f(2e-5, "learning rate of the task weights W (finetune phase, vanilla, baselines)")
-    epochs: float = _f(3.0, "epochs of the finetune phase / of vanilla finetuning")
+    epochs: float = _f(3.0, "epochs of the finetune phase / of vanilla finetuning (0 = none: evaluate as the search left it)")
     max_steps: int = _f(0, "if > 0, cap every training phase at this many steps (smoke tests)")
     warmup_ratio: float = _f(0.1, "linear warmup, as a fraction of a phase's steps")
     weight_decay: float = _f(0.01, "decoupled weight decay on W (not on biases / LayerNorm)")
@@ -65,6 +66,8 @@ class Config:
     rank: int = _f(1, "rank r of the alpha factorisation alpha1 @ alpha2")
     alpha_form: str = _f("product", "how W and W0 mix: product (the paper: F(a1,a2) W + F(1-a1,1-a2) W0) or "
                                     "convex (alpha W + (1 - alpha) W0, alpha = F(a1,a2))")
+    alpha_param: str = _f("clamp", "how alpha stays in [0, 1]: clamp (the paper: projected after each outer step) "
+                                   "or sigmoid (alpha1, alpha2 are logits; the init is kept within 0.01 of 0 and 1)")
     outer_batch_size: int = _f(0, "batch size of the outer (BLO-val) problem; 0 = --batch-size; at least the "
                                   "BLO-val size = the whole split each outer step")
     alpha_init_mean: float = _f(1.0, "mean of the alpha init N(mean, std)")
@@ -128,7 +131,7 @@ class Config:
         if self.hypergradient not in HYPERGRADIENTS:
             raise ValueError(f"unknown hypergradient {self.hypergradient!r}; choose from {', '.join(HYPERGRADIENTS)}")
         for name, valid in (("inner_optimizer", INNER_OPTIMIZERS), ("alpha_schedule", ALPHA_SCHEDULES),
-                            ("alpha_form", ALPHA_FORMS)):
+                            ("alpha_form", ALPHA_FORMS), ("alpha_param", ALPHA_PARAMS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(valid)}")
         for name in ("unroll_steps", "rank", "ift_iterations", "lora_r", "lora_alpha", "num_virtual_tokens", "soup_size"):
@@ -193,5 +196,5 @@ SEARCH_FIELDS = (
 ALPHA_FIELDS = (
     "alpha_lr", "alpha_weight_decay", "alpha_beta1", "alpha_beta2", "alpha_eps", "hypergradient",
     "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std", "ift_iterations", "ift_alpha",
-    "alpha_schedule", "alpha_form", "outer_batch_size",
+    "alpha_schedule", "alpha_form", "alpha_param", "outer_batch_size",
 )

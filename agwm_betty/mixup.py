@@ -36,6 +36,11 @@ HEAD_MODULES: tuple[str, ...] = (
 # How W and W0 mix: "product", the paper's F(a1, a2) * W + F(1 - a1, 1 - a2) * W0 (section 3.1,
 # rank r); "convex", alpha * W + (1 - alpha) * W0 with alpha = F(a1, a2) (section 3.1's first formula).
 ALPHA_FORMS = ("product", "convex")
+# How alpha stays in [0, 1]: "clamp", the paper's projection after every outer update (appendix
+# D.1); "sigmoid", alpha1/alpha2 hold unconstrained logits and the layer uses sigmoid(logit).
+ALPHA_PARAMS = ("clamp", "sigmoid")
+# A sigmoid logit cannot be +-inf: its init is drawn like the clamp's, then kept this far inside (0, 1).
+SIGMOID_INIT_MARGIN = 1e-2
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -57,11 +62,14 @@ def linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 class MixupLinear(nn.Module):
     """A linear (or GPT-2 `Conv1D`) layer whose weight mixes task weight W and frozen W0 via alpha."""
 
-    def __init__(self, base: nn.Module, rank: int, init_mean: float, init_std: float, form: str = "product"):
+    def __init__(self, base: nn.Module, rank: int, init_mean: float, init_std: float, form: str = "product",
+                 param: str = "clamp"):
         super().__init__()
         if form not in ALPHA_FORMS:
             raise ValueError(f"unknown alpha form {form!r}; choose from {', '.join(ALPHA_FORMS)}")
-        self.form = form
+        if param not in ALPHA_PARAMS:
+            raise ValueError(f"unknown alpha parameterisation {param!r}; choose from {', '.join(ALPHA_PARAMS)}")
+        self.form, self.param = form, param
         self.fan_in_fan_out = is_conv1d(base)
         self.weight = base.weight  # task weight W: the same Parameter object, starts at W0
         self.bias = base.bias
@@ -69,8 +77,8 @@ class MixupLinear(nn.Module):
         out_features, in_features = self.shape
         self.rank = rank
         device, dtype = base.weight.device, base.weight.dtype
-        self.alpha1 = nn.Parameter(_init_alpha((out_features, rank), init_mean, init_std, device, dtype))
-        self.alpha2 = nn.Parameter(_init_alpha((rank, in_features), init_mean, init_std, device, dtype))
+        self.alpha1 = nn.Parameter(_init_alpha((out_features, rank), init_mean, init_std, device, dtype, param))
+        self.alpha2 = nn.Parameter(_init_alpha((rank, in_features), init_mean, init_std, device, dtype, param))
         self._frozen_cache: tuple | None = None
 
     @property
@@ -78,6 +86,13 @@ class MixupLinear(nn.Module):
         """(out_features, in_features) whatever the storage layout."""
         rows, cols = self.weight.shape
         return (cols, rows) if self.fan_in_fan_out else (rows, cols)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha1 and alpha2 as entries in [0, 1]: the parameters themselves under "clamp", their
+        sigmoid under "sigmoid"."""
+        if self.param == "sigmoid":
+            return torch.sigmoid(self.alpha1), torch.sigmoid(self.alpha2)
+        return self.alpha1, self.alpha2
 
     def mix_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         """F(alpha1, alpha2) and F(1 - alpha1, 1 - alpha2), in the storage layout of W.
@@ -87,13 +102,16 @@ class MixupLinear(nn.Module):
         if torch.is_autocast_enabled(device_type):
             with torch.autocast(device_type, enabled=False):
                 return self.mix_coefficients()
-        a = self.alpha1 @ self.alpha2
-        b = 1 - a if self.form == "convex" else (1 - self.alpha1) @ (1 - self.alpha2)
+        alpha1, alpha2 = self.factors()
+        a = alpha1 @ alpha2
+        b = 1 - a if self.form == "convex" else (1 - alpha1) @ (1 - alpha2)
         return (a.t(), b.t()) if self.fan_in_fan_out else (a, b)
 
     def effective_alpha(self) -> torch.Tensor:
         """The full alpha matrix F(alpha1, alpha2), out x in."""
-        return (self.alpha1 @ self.alpha2).detach()
+        with torch.no_grad():
+            alpha1, alpha2 = self.factors()
+            return alpha1 @ alpha2
 
     def effective_weight(self) -> torch.Tensor:
         """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward."""
@@ -129,12 +147,16 @@ class MixupLinear(nn.Module):
 
     def extra_repr(self) -> str:
         out_features, in_features = self.shape
-        return f"in_features={in_features}, out_features={out_features}, rank={self.rank}"
+        return f"in_features={in_features}, out_features={out_features}, rank={self.rank}, param={self.param}"
 
 
-def _init_alpha(shape, mean, std, device, dtype) -> torch.Tensor:
-    """Entries from N(mean, std), clipped to [0, 1] as in appendix D.1."""
-    return torch.empty(shape, device=device, dtype=dtype).normal_(mean, std).clamp_(0.0, 1.0)
+def _init_alpha(shape, mean, std, device, dtype, param: str = "clamp") -> torch.Tensor:
+    """Entries from N(mean, std), clipped to [0, 1] as in appendix D.1; under "sigmoid" clipped to
+    [margin, 1 - margin] and stored as their logits, so the layer starts from the same alphas."""
+    alpha = torch.empty(shape, device=device, dtype=dtype).normal_(mean, std)
+    if param == "sigmoid":
+        return alpha.clamp_(SIGMOID_INIT_MARGIN, 1 - SIGMOID_INIT_MARGIN).logit_()
+    return alpha.clamp_(0.0, 1.0)
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -176,9 +198,10 @@ def apply_mixup(
     target_modules: str | Sequence[str] | None = None,
     exclude_modules: Sequence[str] = HEAD_MODULES,
     form: str = "product",
+    param: str = "clamp",
 ) -> nn.Module:
     """Replace every pretrained linear layer of `model` in place by a `MixupLinear` (mixing by
-    `form`, see `ALPHA_FORMS`); return `model`."""
+    `form`, see `ALPHA_FORMS`, kept in [0, 1] by `param`, see `ALPHA_PARAMS`); return `model`."""
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
     if not init_std >= 0:
@@ -192,7 +215,7 @@ def apply_mixup(
             f"(excluded: {list(exclude_modules)})"
         )
     for name in names:
-        _replace(model, name, MixupLinear(model.get_submodule(name), rank, init_mean, init_std, form))
+        _replace(model, name, MixupLinear(model.get_submodule(name), rank, init_mean, init_std, form, param))
     return model
 
 
@@ -244,9 +267,11 @@ def set_alphas_trainable(model: nn.Module, trainable: bool) -> None:
 
 @torch.no_grad()
 def clamp_alphas_(model: nn.Module) -> None:
-    """Project every alpha entry onto [0, 1] (after each outer update)."""
-    for p in alpha_parameters(model):
-        p.clamp_(0.0, 1.0)
+    """Project every alpha entry onto [0, 1] (after each outer update); sigmoid logits stay free."""
+    for m in mixup_layers(model).values():
+        if m.param == "clamp":
+            m.alpha1.clamp_(0.0, 1.0)
+            m.alpha2.clamp_(0.0, 1.0)
 
 
 def alpha_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -130,8 +130,11 @@ def finetune_phase(
 ) -> list[float]:
     """Train the task weights on the whole training set with the alphas fixed (the same loop
     serves vanilla finetuning and every baseline); return the training losses. A method that
-    passes its own `groups` (e.g. joint training, which includes the alphas) decides what trains."""
+    passes its own `groups` (e.g. joint training, which includes the alphas) decides what trains.
+    `cfg.epochs == 0` skips the phase: the model is evaluated as the search left it."""
     cfg.validate()
+    if cfg.epochs == 0:
+        return []
     device = resolve_device(cfg)
     check_precision(cfg, device)
     model.to(device)

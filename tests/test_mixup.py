@@ -261,3 +261,49 @@ def test_outer_batch_size_sets_the_blo_val_batch(tokenizer):
         engine.inner.one_step_descent()
         engine.outer.one_step_descent()  # a batch at least as large as BLO-val is the whole split
         assert engine.outer.cur_batch["input_ids"].shape[0] == (8 if outer == 0 else 20)
+
+
+def test_sigmoid_parameterisation_starts_from_the_clamped_init_and_is_never_clamped():
+    from agwm_betty.config import ALPHA_PARAMS as CONFIG_PARAMS, Config
+    from agwm_betty.mixup import ALPHA_PARAMS, SIGMOID_INIT_MARGIN
+
+    assert CONFIG_PARAMS == ALPHA_PARAMS
+    layers = {}
+    for param in ALPHA_PARAMS:
+        torch.manual_seed(0)
+        layers[param] = MixupLinear(torch.nn.Linear(6, 4), rank=2, init_mean=0.6, init_std=0.1, param=param)
+    clamp, sigmoid = layers["clamp"], layers["sigmoid"]
+    # the same draw; here no entry is near 0 or 1, so the margin leaves them all alone
+    drawn = torch.cat([clamp.alpha1.flatten(), clamp.alpha2.flatten()])
+    assert SIGMOID_INIT_MARGIN < drawn.min() and drawn.max() < 1 - SIGMOID_INIT_MARGIN
+    torch.testing.assert_close(torch.sigmoid(sigmoid.alpha1), clamp.alpha1)
+    torch.testing.assert_close(torch.sigmoid(sigmoid.alpha2), clamp.alpha2)
+    torch.testing.assert_close(sigmoid.effective_weight(), clamp.effective_weight())
+    torch.testing.assert_close(sigmoid.effective_alpha(), clamp.effective_alpha())
+    # free logits: an update far outside [0, 1] survives the projection, the alphas stay inside
+    model = torch.nn.Sequential(sigmoid)
+    with torch.no_grad():
+        sigmoid.alpha1.add_(5.0)
+    logits = sigmoid.alpha1.detach().clone()
+    clamp_alphas_(model)
+    assert torch.equal(sigmoid.alpha1, logits) and logits.max() > 1
+    factors = torch.cat([f.flatten() for f in sigmoid.factors()])
+    assert 0 < factors.min() and factors.max() < 1
+    # at the paper's init (mean 1) the logit is finite, at 1 - margin
+    at_one = MixupLinear(torch.nn.Linear(3, 3), rank=1, init_mean=1.0, init_std=0.0, param="sigmoid")
+    torch.testing.assert_close(torch.sigmoid(at_one.alpha1), torch.full((3, 1), 1 - SIGMOID_INIT_MARGIN))
+    with pytest.raises(ValueError, match="clamp, sigmoid"):
+        Config(alpha_param="tanh").validate()
+
+
+def test_sigmoid_logit_gradient_is_the_alpha_gradient_through_the_sigmoid():
+    torch.manual_seed(1)
+    layer = MixupLinear(torch.nn.Linear(5, 3), rank=1, init_mean=0.6, init_std=0.1, param="sigmoid")
+    x = torch.randn(7, 5)
+    layer(x).pow(2).sum().backward()
+    s1 = torch.sigmoid(layer.alpha1.detach()).requires_grad_()
+    s2 = torch.sigmoid(layer.alpha2.detach()).requires_grad_()
+    weight = (s1 @ s2) * layer.weight.detach() + ((1 - s1) @ (1 - s2)) * layer.weight0
+    torch.nn.functional.linear(x, weight, layer.bias.detach()).pow(2).sum().backward()
+    torch.testing.assert_close(layer.alpha1.grad, s1.grad * s1 * (1 - s1))
+    torch.testing.assert_close(layer.alpha2.grad, s2.grad * s2 * (1 - s2))

@@ -143,6 +143,15 @@ def test_finetune_phase_leaves_alphas_bit_identical(tokenizer):
     assert any(not torch.equal(b, a) for b, a in zip(task_before, task_parameters(model)))
 
 
+def test_zero_finetune_epochs_evaluate_the_model_as_the_search_left_it(tokenizer):
+    searched = get_method("agwm").run(context(tokenizer, Config(**{**FAST, "epochs": 0})))
+    assert searched.steps["finetune"] == 0 and searched.steps["search"] > 0
+    model = mixup_model()
+    state = clone_params(model.parameters())
+    assert finetune_phase(model, synthetic_task(32), tokenizer, Config(**{**FAST, "epochs": 0})) == []
+    assert all(torch.equal(a, b) for a, b in zip(state, model.parameters()))
+
+
 def context(tokenizer, cfg, seed=0, spec=SPEC, train=None):
     return RunContext(spec, train or synthetic_task(48, seed=1), synthetic_task(24, seed=2), tokenizer, cfg,
                       seed=seed, model_factory=lambda: (tiny_model("bert").train(), ["classifier"]))

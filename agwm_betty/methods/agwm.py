@@ -32,7 +32,7 @@ class TwoPhase(Method):
         if self.mixup:
             mean, std = self.alpha_init(ctx)
             apply_mixup(model, rank=cfg.rank, init_mean=mean, init_std=std, exclude_modules=ctx.exclude_modules,
-                        form=cfg.alpha_form)
+                        form=cfg.alpha_form, param=cfg.alpha_param)
         if ctx.alphas_from is not None:
             return self.run_from_saved(ctx, model)
         alphas_before = alpha_state_dict(model)
@@ -127,7 +127,7 @@ class Joint(FinetuneMethod):
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         cfg = ctx.cfg
         apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
-                    exclude_modules=ctx.exclude_modules, form=cfg.alpha_form)
+                    exclude_modules=ctx.exclude_modules, form=cfg.alpha_form, param=cfg.alpha_param)
         return model
 
     def param_groups(self, model: nn.Module, ctx: RunContext) -> list[dict]:

@@ -309,6 +309,27 @@ def load_alphas(model: nn.Module, path: str | Path) -> None:
     load_alpha_state_dict(model, torch.load(path, map_location="cpu", weights_only=True))
 
 
+@torch.no_grad()
+def alpha_factors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every layer's alpha1 and alpha2 as entries in [0, 1] (see `MixupLinear.factors`), by
+    parameter name: the same keys as `alpha_state_dict`, whatever the parameterisation."""
+    return {
+        f"{name}.{which}": factor.detach().cpu().clone()
+        for name, m in mixup_layers(model).items()
+        for which, factor in zip(("alpha1", "alpha2"), m.factors())
+    }
+
+
+def module_alpha_means(factors: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Mean effective alpha F(alpha1, alpha2) of each layer from `alpha_factors` output, without
+    forming the out x in matrix: mean_ij sum_k a1[i,k] a2[k,j] = sum_k mean_i a1[i,k] mean_j a2[k,j]."""
+    names = [key.removesuffix(".alpha1") for key in factors if key.endswith(".alpha1")]
+    return {
+        name: float((factors[f"{name}.alpha1"].double().mean(0) * factors[f"{name}.alpha2"].double().mean(1)).sum())
+        for name in names
+    }
+
+
 # Histogram edges, finer towards 1: alphas start at ~1 and move by little at the paper's alpha lr.
 ALPHA_HIST_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0)
 

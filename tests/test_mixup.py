@@ -307,3 +307,14 @@ def test_sigmoid_logit_gradient_is_the_alpha_gradient_through_the_sigmoid():
     torch.nn.functional.linear(x, weight, layer.bias.detach()).pow(2).sum().backward()
     torch.testing.assert_close(layer.alpha1.grad, s1.grad * s1 * (1 - s1))
     torch.testing.assert_close(layer.alpha2.grad, s2.grad * s2 * (1 - s2))
+
+
+@pytest.mark.parametrize("param", ["clamp", "sigmoid"])
+def test_module_alpha_means_are_the_means_of_the_effective_alpha_matrices(param):
+    from agwm_betty.mixup import alpha_factors, module_alpha_means
+
+    model = apply_mixup(tiny_model("bert"), rank=2, init_mean=0.6, init_std=0.2, param=param)
+    means = module_alpha_means(alpha_factors(model))
+    assert means.keys() == mixup_layers(model).keys()
+    for name, layer in mixup_layers(model).items():
+        assert means[name] == pytest.approx(layer.effective_alpha().double().mean().item(), rel=1e-6)

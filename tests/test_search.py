@@ -204,6 +204,21 @@ def test_every_method_runs_and_reports_its_metric(tokenizer, method):
         assert all(0 <= p.min() and p.max() <= 1 for p in alpha_parameters(result.model))
 
 
+def test_agwm_records_how_each_layers_mean_alpha_moved_in_the_search(tokenizer):
+    from agwm_betty.mixup import alpha_factors, apply_mixup, module_alpha_means
+
+    cfg = Config(**FAST, alpha_lr=0.05)
+    result = get_method("agwm").run(context(tokenizer, cfg))
+    start = context(tokenizer, cfg).new_model()  # the same seed draws the same head and alphas
+    apply_mixup(start, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
+                exclude_modules=("classifier",))
+    before, after = module_alpha_means(alpha_factors(start)), module_alpha_means(alpha_factors(result.model))
+    change = result.diagnostics["alpha_change_per_module"]
+    assert change.keys() == before.keys()
+    assert change == pytest.approx({k: after[k] - before[k] for k in before}, abs=1e-9)
+    assert max(abs(v) for v in change.values()) > 1e-4
+
+
 def test_random_alpha_samples_sigma_and_freezes_alphas(tokenizer):
     result = get_method("random-alpha").run(context(tokenizer, Config(**FAST, sigma=0.45)))
     assert result.alphas["std"] > 0.1

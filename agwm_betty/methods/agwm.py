@@ -10,7 +10,7 @@ from agwm_betty import reuse
 from agwm_betty.config import ALPHA_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 from agwm_betty.mixup import (
-    alpha_parameters, alpha_state_dict, apply_mixup, clamp_alphas_, named_task_parameters,
+    alpha_factors, alpha_parameters, apply_mixup, clamp_alphas_, module_alpha_means, named_task_parameters,
     set_alphas_trainable,
 )
 from agwm_betty.search import finetune_phase, search_phase
@@ -35,7 +35,7 @@ class TwoPhase(Method):
                         form=cfg.alpha_form, param=cfg.alpha_param)
         if ctx.alphas_from is not None:
             return self.run_from_saved(ctx, model)
-        alphas_before = alpha_state_dict(model)
+        alphas_before = alpha_factors(model)
         search = search_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, learn_alpha=self.learn_alpha)
         saved = reuse.capture(search.state) if self.mixup else None  # with the finetune phase's random state
         started = time.perf_counter()
@@ -59,11 +59,16 @@ class TwoPhase(Method):
 
 
 def _diagnostics(search, alphas_before: dict, model: nn.Module) -> dict:
-    """Did the alphas move, did the outer loss fall: the first questions when agwm does not help."""
+    """Did the alphas move (largest change of an alpha1/alpha2 entry in [0, 1]; the change of each
+    layer's mean effective alpha, the pattern compared across tasks), did the outer loss fall: the
+    first questions when agwm does not help."""
     out = {}
-    after = alpha_state_dict(model)
+    after = alpha_factors(model)
     if after:
         out["alpha_max_abs_change"] = max((after[k] - alphas_before[k]).abs().max().item() for k in after)
+        before_means = module_alpha_means(alphas_before)
+        out["alpha_change_per_module"] = {
+            name: mean - before_means[name] for name, mean in module_alpha_means(after).items()}
     for level, traces in (("inner", search.inner_losses), ("outer", search.outer_losses)):
         traces = [t for t in traces if t]
         if traces:

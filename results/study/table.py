@@ -18,7 +18,13 @@ BASE = "agwm"  # arm labels list the hyperparameters that differ from this metho
 
 
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of `path`, the first of each run_id (a run recorded twice is the same run)."""
+    by_id: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_id.setdefault(record["run_id"], record)
+    return list(by_id.values())
 
 
 def arm_label(record: dict, reference: dict) -> str:

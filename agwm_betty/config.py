@@ -63,7 +63,7 @@ class Config:
     diagnostic_points: int = _f(3, "outer steps per split at which the alpha hypergradient's signal is "
                                    "measured on two BLO-val batches (0 = off; never changes the search)")
     average_task_weights: bool = _f(True, "average the task weights W over the K searches too")
-    rank: int = _f(1, "rank r of the alpha factorisation alpha1 @ alpha2")
+    rank: int = _f(1, "rank r of the alpha factorisation alpha = alpha1 @ alpha2 / r (eq. 3)")
     alpha_form: str = _f("product", "how W and W0 mix: product (the paper: F(a1,a2) W + F(1-a1,1-a2) W0) or "
                                     "convex (alpha W + (1 - alpha) W0, alpha = F(a1,a2))")
     alpha_param: str = _f("clamp", "how alpha stays in [0, 1]: clamp (the paper: projected after each outer step) "

@@ -1,9 +1,10 @@
 """Attention-guided weight mixup: the model surgery of section 3.1 (low-rank alpha, appendix D.1).
 
 Every pretrained linear weight becomes
-    W~ = (alpha1 @ alpha2) * W + ((1 - alpha1) @ (1 - alpha2)) * W0
+    W~ = (alpha1 @ alpha2) / r * W + ((1 - alpha1) @ (1 - alpha2)) / r * W0
 with W the trainable task weight (starts at W0), W0 the frozen pretrained weight and
-alpha1 (out x r), alpha2 (r x in) in [0, 1]. `apply_mixup` injects `MixupLinear` layers in
+alpha1 (out x r), alpha2 (r x in) in [0, 1]; eq. 3's normalisation 1 / r keeps both coefficients
+in [0, 1] at any rank (the paper's r = 1 needs none). `apply_mixup` injects `MixupLinear` layers in
 place, `merge_mixup` folds them back into plain layers (zero inference overhead).
 """
 from __future__ import annotations
@@ -103,15 +104,15 @@ class MixupLinear(nn.Module):
             with torch.autocast(device_type, enabled=False):
                 return self.mix_coefficients()
         alpha1, alpha2 = self.factors()
-        a = alpha1 @ alpha2
-        b = 1 - a if self.form == "convex" else (1 - alpha1) @ (1 - alpha2)
+        a = alpha1 @ alpha2 / self.rank  # eq. 3's 1 / r keeps every coefficient in [0, 1]
+        b = 1 - a if self.form == "convex" else (1 - alpha1) @ (1 - alpha2) / self.rank
         return (a.t(), b.t()) if self.fan_in_fan_out else (a, b)
 
     def effective_alpha(self) -> torch.Tensor:
-        """The full alpha matrix F(alpha1, alpha2), out x in."""
+        """The full alpha matrix F(alpha1, alpha2) / r (eq. 3), out x in."""
         with torch.no_grad():
             alpha1, alpha2 = self.factors()
-            return alpha1 @ alpha2
+            return alpha1 @ alpha2 / self.rank
 
     def effective_weight(self) -> torch.Tensor:
         """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward."""
@@ -321,11 +322,11 @@ def alpha_factors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def module_alpha_means(factors: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Mean effective alpha F(alpha1, alpha2) of each layer from `alpha_factors` output, without
+    """Mean effective alpha F(alpha1, alpha2) / r of each layer from `alpha_factors` output, without
     forming the out x in matrix: mean_ij sum_k a1[i,k] a2[k,j] = sum_k mean_i a1[i,k] mean_j a2[k,j]."""
     names = [key.removesuffix(".alpha1") for key in factors if key.endswith(".alpha1")]
     return {
-        name: float((factors[f"{name}.alpha1"].double().mean(0) * factors[f"{name}.alpha2"].double().mean(1)).sum())
+        name: float((factors[f"{name}.alpha1"].double().mean(0) * factors[f"{name}.alpha2"].double().mean(1)).mean())
         for name in names
     }
 

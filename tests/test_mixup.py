@@ -33,11 +33,13 @@ def perturb_task_weights(model, seed=1):
 
 
 def dense_reference(mixed, plain):
-    """A plain model whose weights are the formula computed densely from the mixup model's tensors."""
+    """A plain model whose weights are the formula computed densely from the mixup model's tensors
+    (eq. 3: both products divided by the rank r)."""
     with torch.no_grad():
         for name, layer in mixup_layers(mixed).items():
-            a = layer.alpha1 @ layer.alpha2
-            b = (1 - layer.alpha1) @ (1 - layer.alpha2)
+            r = layer.alpha1.shape[1]
+            a = layer.alpha1 @ layer.alpha2 / r
+            b = (1 - layer.alpha1) @ (1 - layer.alpha2) / r
             if layer.fan_in_fan_out:
                 a, b = a.t(), b.t()
             plain.get_submodule(name).weight.copy_(a * layer.weight + b * layer.weight0)
@@ -56,8 +58,9 @@ def test_alphas_exactly_one_reproduce_the_untouched_model(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_alphas_one_use_task_weights_and_zero_use_pretrained(arch):
-    model = apply_mixup(tiny_model(arch))
+@pytest.mark.parametrize("rank", [1, 3])
+def test_alphas_one_use_task_weights_and_zero_use_pretrained(arch, rank):
+    model = apply_mixup(tiny_model(arch), rank=rank)
     perturb_task_weights(model)
     with_task_weights = tiny_model(arch)
     with torch.no_grad():
@@ -238,9 +241,9 @@ def test_convex_form_mixes_by_alpha_and_its_complement():
     layer = MixupLinear(base, rank=2, init_mean=0.5, init_std=0.2, form="convex")
     with torch.no_grad():
         layer.weight.add_(1.0)
-    alpha = layer.alpha1 @ layer.alpha2
+    alpha = layer.alpha1 @ layer.alpha2 / 2
     torch.testing.assert_close(layer.effective_weight(), alpha * layer.weight + (1 - alpha) * w0)
-    product = (1 - layer.alpha1) @ (1 - layer.alpha2)
+    product = (1 - layer.alpha1) @ (1 - layer.alpha2) / 2
     assert not torch.allclose(product, 1 - alpha)  # so the two forms really differ
     with pytest.raises(ValueError, match="product, convex"):
         MixupLinear(torch.nn.Linear(2, 2), rank=1, init_mean=1.0, init_std=0.0, form="sigmoid")

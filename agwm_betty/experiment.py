@@ -109,13 +109,35 @@ class TaskData:
 
 def run_id(record: dict) -> str:
     """Identity of a run: PLM, task, n, method, seed, the hyperparameters it depends on and, for a
-    run without search, the saved alpha it started from (by content)."""
-    digest = hashlib.sha1(json.dumps(record["hparams"], sort_keys=True).encode()).hexdigest()[:10]
+    run without search, the saved alpha it started from (by content).
+
+    A hyperparameter at today's `Config` default leaves the digest, so a field added later (which
+    must default to the behaviour before it existed) keeps older records resumable. Records store
+    every value, so a changed default still separates old runs from new ones."""
+    digest = hashlib.sha1(json.dumps(_identity(record["hparams"]), sort_keys=True).encode()).hexdigest()[:10]
     split = "" if record.get("eval_split", "dev") == "dev" else f"|{record['eval_split']}"
     reused = record.get("alphas_from")
     if reused:
         split += f"|alphas={reused['sha1'][:10]}" + ("+W" if reused["task_weights"] else "")
     return f"{record['plm']}|{record['task']}|n={record['n']}|{record['method']}|seed={record['seed']}|{digest}{split}"
+
+
+@functools.cache
+def _defaults() -> dict:
+    return Config().to_dict()
+
+
+def _identity(hparams: dict) -> dict:
+    """The hyperparameters that are not at their `Config` default; an int given for a float
+    field counts as that float (epochs=5 from the API is the CLI's epochs=5.0)."""
+    defaults = _defaults()
+    out = {}
+    for k, v in hparams.items():
+        if isinstance(defaults.get(k), float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if k not in defaults or defaults[k] != v:
+            out[k] = v
+    return out
 
 
 def read_records(path: Path) -> list[dict]:
@@ -236,7 +258,7 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
 
         datasets.disable_progress_bars()
     path = Path(exp.output) / RUNS_FILE
-    done = {r.get("run_id") for r in read_records(path)}
+    done = {run_id(r) for r in read_records(path) if "hparams" in r}  # today's identity of each record
     plan = [(t, s, m) for t, s, m in planned_runs(exp) if base_record(exp, t, s, m)["run_id"] not in done]
     skipped = len(planned_runs(exp)) - len(plan)
     if skipped:

@@ -69,6 +69,23 @@ def test_changed_hyperparameters_are_new_runs(glue_dir, tmp_path):
     assert base_record(exp, "cola", 0, "vanilla")["run_id"] == base_record(other, "cola", 0, "vanilla")["run_id"]
 
 
+def test_a_record_made_before_a_field_existed_is_still_the_same_run():
+    from agwm_betty.config import Config
+    from agwm_betty.experiment import Experiment, base_record, run_id
+
+    exp = Experiment(tasks=("cola",), methods=("agwm",), seeds=(0,), cfg=Config(K=2, hypergradient="darts"))
+    record = base_record(exp, "cola", 0, "agwm")
+    older = {**record, "hparams": {k: v for k, v in record["hparams"].items() if k != "alpha_param"}}
+    assert run_id(older) == record["run_id"]
+    # a value away from today's default stays in the identity, even where it was once the default
+    newer = Experiment(tasks=("cola",), methods=("agwm",), seeds=(0,), cfg=Config(K=2))
+    assert base_record(newer, "cola", 0, "agwm")["run_id"] != record["run_id"]
+    # the API's epochs=5 is the CLI's epochs=5.0
+    ids = {base_record(Experiment(tasks=("cola",), methods=("vanilla",), seeds=(0,), cfg=Config(epochs=e)),
+                       "cola", 0, "vanilla")["run_id"] for e in (5, 5.0)}
+    assert len(ids) == 1
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -5,6 +5,7 @@
 # results/reproduce.sh (lr 1e-4 for W in both phases, 5 finetune epochs, K = 2). Resumable: every
 # finished run is a line of $OUT/runs.jsonl and re-running skips it. Two lanes (one per task), one
 # thread each; within a lane seed by seed, so a partial table has every T for its first seeds.
+# The hypergradient is pinned to darts (Betty 0.2.1), what the study's first records ran.
 #   bash results/unroll/run.sh                 # logs in results/logs/unroll-*.log
 #   .venv/bin/python results/unroll/table.py   # -> results/unroll/table.md
 set -uo pipefail
@@ -14,7 +15,7 @@ OUT=${OUT:-results/unroll}
 LOGS=${LOGS:-results/logs}
 DATA=${DATA:-../shared/glue_data}
 COMMON=(--plm minilm --data-dir "$DATA" --output "$OUT" --no-progress --n 300 --heldout 500
-        --methods agwm --lr 1e-4 --search-lr 1e-4 --epochs 5 --K 2)
+        --methods agwm --lr 1e-4 --search-lr 1e-4 --epochs 5 --K 2 --hypergradient darts)
 lane() {  # lane <task>
   for seed in 0 1 2 3 4; do
     for T in 1 5 10 2; do

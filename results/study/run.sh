@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Held-out study of the outer level (#12), stage 1: a search-only screen. Does any faithful variant
 # of the outer level move alpha in a task-specific way? Each arm changes one thing from the paper's
-# setting (darts-paper, alpha lr 2e-3, product form, clamp, init N(1, 0.005), rank 1), except the
-# last, which combines. Never the dev set: --heldout 500 scores 500 training examples outside each
+# setting (darts-paper, alpha lr 2e-3, product form, clamp, init N(1, 0.005), rank 1), except
+# the arms that build on the convex form (an init below 1 only keeps the pretrained function in the
+# convex form: the product form at alpha = 0.5 starts from 0.25 (W + W0) = W0 / 2) and the last,
+# which combines. Never the dev set: --heldout 500 scores 500 training examples outside each
 # subset, and the seeds (100, 101) are not the final ones.
 # Protocol: MiniLM, STS-B and SST-2, n = 300, one 80/20 split (K = 1), 3 search epochs (the
 # paper's), --epochs 0 (no finetune phase: the model is scored as the search left it, so the screen
@@ -28,14 +30,15 @@ ARMS=(  # method | flags
   "agwm|--hypergradient darts"
   "agwm|--alpha-lr 1e-1"
   "agwm|--alpha-init-mean 0.5"
-  "agwm|--alpha-param sigmoid --alpha-init-mean 0.5"
   "agwm|--alpha-form convex"
+  "agwm|--alpha-form convex --alpha-init-mean 0.5"
+  "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
   "agwm|--preset official --K 1"
   "agwm|--hypergradient first-order"
   "agwm|--outer-batch-size 1000"
   "random-alpha|"
   "agwm|--rank 8"
-  "agwm|--alpha-lr 1e-1 --alpha-init-mean 0.5 --outer-batch-size 1000"
+  "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
 )
 lane() {  # lane <task>:<seed> <task>:<seed>
   for arm in "${ARMS[@]}"; do

@@ -72,21 +72,19 @@ def test_every_baseline_declares_its_own_hyperparameters(name):
 
 
 @pytest.mark.parametrize("spec", [SPEC, REGRESSION_SPEC], ids=["classification", "regression"])
-def test_evaluation_batches_by_length_and_scores_as_in_the_original_order(tokenizer, spec):
+def test_evaluation_batches_by_length_and_scores_as_in_the_original_order(tokenizer, spec, monkeypatch):
     ctx = context(tokenizer, Config(**FAST, eval_batch_size=5), spec=spec)
     model = ctx.new_model().eval()
     in_order = predict(model, make_loader(ctx.eval, tokenizer, 5), ctx.cfg)
     expected = compute_metrics(spec, in_order[0].numpy(), in_order[1].numpy())
     scored = []
-    real_predict = base.predict
+
     def spy(model, loader, cfg):
         scored.extend(len(batch["labels"]) * [batch["input_ids"].shape[1]] for batch in loader)
-        return real_predict(model, loader, cfg)
-    base.predict = spy
-    try:
-        metrics = ctx.evaluate(model)
-    finally:
-        base.predict = real_predict
+        return predict(model, loader, cfg)
+
+    monkeypatch.setattr(base, "predict", spy)
+    metrics = ctx.evaluate(model)
     widths = [w for batch in scored for w in batch]
     assert widths == sorted(widths) and len(widths) == len(ctx.eval)
     assert metrics.keys() == expected.keys()

@@ -49,8 +49,8 @@ class RunContext:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """All metrics of the task on the evaluation set (0-100 scale).
 
-        The examples go through the model shortest first: batches then pad little (1.5x fewer
-        tokens on STS-B dev at batch 64), and every GLUE metric is blind to example order.
+        The examples go through the model shortest first: batches then pad little (1.6x fewer
+        tokens on STS-B dev at batch 64, 1.9x on SST-2), and every GLUE metric is blind to example order.
         """
         lengths = [len(ids) for ids in self.eval["input_ids"]]
         by_length = self.eval.select(sorted(range(len(lengths)), key=lengths.__getitem__))

@@ -6,6 +6,7 @@ import ast
 import importlib
 import importlib.metadata
 import runpy
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,24 @@ def test_each_command_answers_as_its_script_does(tmp_path):
     command, script = run(str(bin_dir / "agwm-report"), missing), run(sys.executable, str(SCRIPTS["agwm-report"]), missing)
     assert command.returncode == script.returncode == 2
     assert command.stderr == script.stderr == f"error: {missing}: no such file\n"
+
+
+def readme_calls(script: str) -> list[list[str]]:
+    """Arguments of each `python experiments/<script>` call in the README's bash blocks."""
+    calls = []
+    for block in (ROOT / "README.md").read_text(encoding="utf-8").split("```bash")[1:]:
+        for line in block.split("```")[0].replace("\\\n", " ").splitlines():
+            for command in line.split("&&"):
+                words = shlex.split(command, comments=True)
+                if f"experiments/{script}" in words:
+                    calls.append(words[words.index(f"experiments/{script}") + 1:])
+    return calls
+
+
+def test_the_readme_commands_are_valid_calls_of_todays_scripts():
+    experiments = readme_calls("glue.py")
+    assert experiments and readme_calls("report.py")
+    for argv in experiments:  # flags, names and values as the CLI checks them before loading anything
+        glue.experiment_from_args(glue.build_parser().parse_args(argv)).validate()
+    for argv in readme_calls("report.py"):
+        report.parse_args(argv)

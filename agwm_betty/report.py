@@ -138,6 +138,17 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def paired_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided paired t-test p-value over seeds (a[i] and b[i] share seed i); NaN with fewer than
+    two pairs or when every difference is the same."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    if len(diff) < 2 or np.ptp(diff) == 0:
+        return math.nan
+    from scipy import stats
+
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
 def _order_key(label: str) -> tuple:
     """Sort labels in METHOD_ORDER, random-alpha rows by σ, a saved-alpha rerun after its method,
     unknown methods last by name."""
@@ -185,17 +196,18 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def paired_differences(df: pd.DataFrame, label: str, reference: str) -> pd.DataFrame:
     """Per (n, task): the mean over the seeds both methods ran of metric(label) - metric(reference),
-    and how many seeds that is. Same seed = same training subset, so the pairing removes the
-    subset's share of the spread."""
-    columns = ["n", "task", "mean_difference", "seeds"]
+    how many seeds that is, on how many `label` was ahead, and the paired t-test p. Same seed = same
+    training subset, so the pairing removes the subset's share of the spread."""
+    columns = ["n", "task", "mean_difference", "seeds", "wins", "p"]
     rows = []
     for (n, task), group in df.groupby(["n", "task"], sort=False):
         a = group[group["label"] == label].groupby("seed")["metric"].first()
         b = group[group["label"] == reference].groupby("seed")["metric"].first()
         shared = a.index.intersection(b.index)
         if len(shared):
-            rows.append({"n": int(n), "task": task, "seeds": len(shared),
-                         "mean_difference": float((a[shared] - b[shared]).mean())})
+            diff = a[shared] - b[shared]
+            rows.append({"n": int(n), "task": task, "seeds": len(shared), "mean_difference": float(diff.mean()),
+                         "wins": int((diff > 0).sum()), "p": paired_p(a[shared].to_numpy(), b[shared].to_numpy())})
     out = pd.DataFrame(rows, columns=columns)
     order = sorted(range(len(out)), key=lambda i: (out["n"][i], _task_key(out["task"][i])))
     return out.iloc[order].reset_index(drop=True)
@@ -557,7 +569,8 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
     for label in ("vanilla-matched", "vanilla"):
         paired = paired_differences(df, "agwm", label)
         if not paired.empty:
-            md += [f"### Paired by seed: agwm - {label}\n", to_markdown(paired.round(2).astype(object).set_index("task")), ""]
+            shown = paired.round(2).astype(object).assign(p=paired["p"].map(_fmt_p))
+            md += [f"### Paired by seed: agwm - {label}\n", to_markdown(shown.set_index("task")), ""]
             save_csv(paired, f"paired_agwm_{label}.csv", index=False)
     cost = relative_cost(df)
     if len(cost) > 1:

@@ -413,6 +413,15 @@ def test_paired_differences_average_over_the_seeds_both_methods_ran(df):
         got = paired[paired["task"] == task].iloc[0]
         assert got["seeds"] == 3
         assert got["mean_difference"] == pytest.approx(np.mean(np.subtract(a[:3], b)))
+        assert got["wins"] == sum(x > y for x, y in zip(a[:3], b))
+
+
+def test_the_paired_p_value_is_the_paired_t_test_over_seeds():
+    # differences 1, 2, 3: t = 2 / (1 / sqrt 3) = 3.46 on 2 degrees of freedom, two-sided p = 0.0742
+    assert report.paired_p(np.array([11.0, 12.0, 13.0]), np.array([10.0, 10.0, 10.0])) == pytest.approx(0.0742, abs=1e-4)
+    assert report.paired_p(np.array([13.0, 12.0, 11.0]), np.array([10.0, 10.0, 10.0])) == pytest.approx(0.0742, abs=1e-4)
+    assert math.isnan(report.paired_p(np.array([1.0]), np.array([0.0])))  # one seed: no test
+    assert math.isnan(report.paired_p(np.array([2.0, 3.0]), np.array([1.0, 2.0])))  # no spread in the differences
 
 
 def test_relative_cost_is_the_mean_over_tasks_of_the_time_ratio_to_vanilla(tmp_path):

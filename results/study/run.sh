@@ -12,8 +12,10 @@
 # per-layer alpha change and the signal probe; table.py compares the alpha change patterns between
 # seeds of one task and between tasks of one seed.
 # Resumable: finished runs are lines of $OUT/runs.jsonl and re-running skips them. Two lanes, one
-# thread each; lane 1 runs (STS-B, seed 100) and (SST-2, seed 101) of each arm, lane 2 the other
-# two, so the lanes take about as long and a partial study has whole arms, in the order below.
+# thread each, arm by arm, so a partial study has whole arms: first the screen's arms on seeds 100
+# and 101, then the controls and the unroll arms on seeds 100-104, then the rest of the screen.
+# Lane 1 runs (STS-B, 100), (SST-2, 101), and of the new seeds STS-B 102 and 104 and SST-2 103;
+# lane 2 the others, so the lanes take about as long.
 #   bash results/study/run.sh                 # logs in results/logs/study-*.log
 #   .venv/bin/python results/study/table.py   # -> results/study/table.md
 set -uo pipefail
@@ -24,7 +26,7 @@ LOGS=${LOGS:-results/logs}
 DATA=${DATA:-../shared/glue_data}
 COMMON=(--plm minilm --data-dir "$DATA" --output "$OUT" --no-progress --n 300 --heldout 500
         --lr 1e-4 --search-lr 1e-4 --K 1 --search-epochs 3 --epochs 0)
-ARMS=(  # method | flags
+SCREEN=(  # method | flags: stage 1, seeds 100 and 101
   "vanilla-matched|"
   "agwm|"
   "agwm|--hypergradient darts"
@@ -32,16 +34,30 @@ ARMS=(  # method | flags
   "agwm|--alpha-init-mean 0.5"
   "agwm|--alpha-form convex"
   "agwm|--alpha-form convex --alpha-init-mean 0.5"
-  "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
-  "agwm|--preset official --K 1"
-  "agwm|--hypergradient first-order"
-  "agwm|--outer-batch-size 1000"
+)
+# The controls that separate a learned alpha from a mixed model (random-alpha: frozen alphas
+# N(1, sigma); sigma 0.02 gives about the paper arm's mean alpha change, 0.013) and the unroll arms
+# of #13 (T inner steps per outer step; T = infinity is random-alpha at sigma 0.005), over 5 seeds.
+FIVE_SEEDS=(
   "random-alpha|"
+  "random-alpha|--sigma 0.02"
+  "vanilla-matched|"
+  "agwm|--unroll-steps 5"
+  "agwm|--unroll-steps 10"
+  "agwm|"
+  "agwm|--unroll-steps 2"
+)
+LATER=(  # the rest of stage 1, seeds 100 and 101
+  "agwm|--hypergradient first-order"
+  "agwm|--preset official --K 1"
+  "agwm|--outer-batch-size 1000"
   "agwm|--rank 8"
+  "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
 )
-lane() {  # lane <task>:<seed> <task>:<seed>
-  for arm in "${ARMS[@]}"; do
+arms() {  # arms <array name> <task>:<seed>...: every arm of the array on every job, arm by arm
+  local -n list=$1; shift
+  for arm in "${list[@]}"; do
     method=${arm%%|*}; read -r -a flags <<< "${arm#*|}"
     for job in "$@"; do
       OMP_NUM_THREADS=1 $PY experiments/glue.py "${COMMON[@]}" --methods "$method" \
@@ -49,7 +65,11 @@ lane() {  # lane <task>:<seed> <task>:<seed>
     done
   done
 }
+lane() {  # lane <stage-1 jobs> <new-seed jobs>, each a comma list of <task>:<seed>
+  IFS=, read -r -a first <<< "$1"; IFS=, read -r -a more <<< "$2"
+  arms SCREEN "${first[@]}"; arms FIVE_SEEDS "${first[@]}" "${more[@]}"; arms LATER "${first[@]}"
+}
 mkdir -p "$LOGS"
-lane stsb:100 sst2:101 >> "$LOGS/study-1.log" 2>&1 &
-lane stsb:101 sst2:100 >> "$LOGS/study-2.log" 2>&1 &
+lane stsb:100,sst2:101 stsb:102,sst2:103,stsb:104 >> "$LOGS/study-1.log" 2>&1 &
+lane stsb:101,sst2:100 sst2:102,stsb:103,sst2:104 >> "$LOGS/study-2.log" 2>&1 &
 wait

@@ -428,7 +428,9 @@ def e2e_measure(args, cfg) -> dict:
 
     data = _e2e_data(args)
     args.threads = args.threads or torch.get_num_threads()
-    run_cfg = Config(progress=False, device=args.device, precision=args.precision,
+    # diagnostic_points=0: the signal probe is a diagnostic, not the method's cost (at its default
+    # it adds several hypergradients per split, a larger share at T > 1)
+    run_cfg = Config(progress=False, device=args.device, precision=args.precision, diagnostic_points=0,
                      **({"K": args.K} if args.K else {}))
     out = {"vanilla": _e2e_run("vanilla", run_cfg, data)}
     print(f"  [e2e] vanilla: {out['vanilla']['wall']:.1f}s", file=sys.stderr, flush=True)

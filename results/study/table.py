@@ -1,7 +1,13 @@
-"""Table of the outer-level screen (results/study/run.sh): per arm, how far alpha moved, whether
-its per-layer change pattern is the same for two seeds of one task (within) and for two tasks of
-one seed (across), the signal probe, and the held-out score against vanilla-matched of the same
-seed. A task signal shows as within-task correlation clearly above the across-task one.
+"""Tables of the outer-level study (results/study/run.sh).
+
+1. The screen (seeds 100 and 101): per arm, how far alpha moved, whether its per-layer change
+   pattern is the same for two seeds of one task (within) and for two tasks of one seed (across),
+   the signal probe, and the held-out score against vanilla-matched of the same seed. A task signal
+   shows as within-task correlation clearly above the across-task one.
+2. Five seeds (the arms run on more than two seeds): the held-out score paired by seed against
+   vanilla-matched and against random-alpha (sigma 0.005, alphas frozen at their init), with wins
+   and the paired t-test p, and the outer steps each arm took (the unroll arms: one every T inner
+   steps; their cost per step is benchmarks/bench_step.py's).
 
     .venv/bin/python results/study/table.py [runs.jsonl] [--out table.md]
 """
@@ -13,8 +19,14 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
+
+from agwm_betty.report import paired_p
+
 HERE = Path(__file__).parent
 BASE = "agwm"  # arm labels list the hyperparameters that differ from this method's paper setting
+SCREEN_SEEDS = (100, 101)
+CONTROL, RANDOM, PAPER = "vanilla-matched", "random-alpha sigma=0.005", "agwm (paper)"
 
 
 def records(path: Path) -> list[dict]:
@@ -29,6 +41,8 @@ def records(path: Path) -> list[dict]:
 
 def arm_label(record: dict, reference: dict) -> str:
     """The method, plus every hyperparameter that differs from the paper-setting agwm record's."""
+    if record["method"] == "random-alpha":
+        return f"random-alpha sigma={record['hparams']['sigma']:g}"
     if record["method"] != BASE:
         return record["method"]
     changed = [f"{k}={v}" for k, v in sorted(record["hparams"].items()) if reference.get(k) != v]
@@ -67,24 +81,35 @@ def fmt(value, digits=3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def table(rows: list[dict]) -> str:
+def paper_reference(rows: list[dict]) -> dict:
+    """The hyperparameters of the paper-setting agwm arm (the labels list what differs from them)."""
     paper = [r for r in rows if r["method"] == BASE and r["hparams"].get("hypergradient") == "darts-paper"
              and r["hparams"].get("alpha_lr") == 2e-3 and r["hparams"].get("alpha_form") == "product"
              and r["hparams"].get("alpha_param") == "clamp" and r["hparams"].get("alpha_init_mean") == 1.0
              and r["hparams"].get("rank") == 1 and r["hparams"].get("outer_batch_size") == 0
-             and not r["hparams"].get("repeat_inner_step")]
-    reference = paper[0]["hparams"] if paper else {}
-    control = {(r["task"], r["seed"]): r["metric"] for r in rows if r["method"] == "vanilla-matched"}
+             and r["hparams"].get("unroll_steps") == 1 and not r["hparams"].get("repeat_inner_step")]
+    return paper[0]["hparams"] if paper else {}
+
+
+def by_arm(rows: list[dict]) -> dict[str, list[dict]]:
+    reference = paper_reference(rows)
     arms: dict[str, list[dict]] = {}
     for r in rows:
         arms.setdefault(arm_label(r, reference), []).append(r)
+    return arms
+
+
+def screen_table(rows: list[dict]) -> str:
+    rows = [r for r in rows if r["seed"] in SCREEN_SEEDS]
+    control = {(r["task"], r["seed"]): r["metric"] for r in rows if r["method"] == CONTROL}
     tasks = sorted({r["task"] for r in rows})
     head = (["arm", "runs"] + [f"{t} held-out" for t in tasks] + [f"{t} - v-matched" for t in tasks]
             + ["max abs change", "mean abs layer change", "within-task r", "across-task r",
                "probe cosine", "direct norm", "implicit norm", "clamp undone"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, runs in arms.items():
-        learned = [r for r in runs if "alpha_change_per_module" in r.get("diagnostics", {})]
+    for label, runs in by_arm(rows).items():
+        learned = [r for r in runs if "alpha_change_per_module" in r.get("diagnostics", {})
+                   and r["method"] == BASE]
         within, across = pattern_correlations(learned)
         d = [r.get("diagnostics", {}) for r in runs]
         cells = [label, str(len(runs))]
@@ -104,12 +129,64 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired(runs: list[dict], reference: list[dict], task: str, key=lambda r: r["metric"]) -> tuple[list, list]:
+    """Values of `key` for the seeds both arms ran on `task`, in seed order."""
+    ref = {r["seed"]: key(r) for r in reference if r["task"] == task}
+    mine = {r["seed"]: key(r) for r in runs if r["task"] == task}
+    seeds = sorted(mine.keys() & ref.keys())
+    return [mine[s] for s in seeds], [ref[s] for s in seeds]
+
+
+def paired_cell(runs: list[dict], reference: list[dict], task: str) -> str:
+    """mean difference (wins/seeds, paired p) on the seeds both ran."""
+    a, b = paired(runs, reference, task)
+    if not a or runs is reference:
+        return ""
+    diff = np.subtract(a, b)
+    p = paired_p(np.array(a), np.array(b))
+    return f"{diff.mean():+.2f} ({int((diff > 0).sum())}/{len(diff)}, p {'—' if np.isnan(p) else f'{p:.3f}'})"
+
+
+def five_seed_table(rows: list[dict]) -> str:
+    every = by_arm(rows)
+    arms = {label: runs for label, runs in every.items() if len({r["seed"] for r in runs}) > len(SCREEN_SEEDS)}
+    if not arms:
+        return ""
+    references = [every.get(name, []) for name in (CONTROL, RANDOM, PAPER)]
+    lines = ["| task | arm | seeds | held-out, mean ± sd | - vanilla-matched (wins, p) | "
+             "- random-alpha (wins, p) | - agwm T = 1 (wins, p) | outer steps | alpha mean | "
+             "within-task r | across-task r |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task in sorted({r["task"] for runs in arms.values() for r in runs}):
+        for label, runs in arms.items():
+            mine = [r for r in runs if r["task"] == task]
+            if not mine:
+                continue
+            metrics = [r["metric"] for r in mine]
+            sd = f" ± {statistics.stdev(metrics):.2f}" if len(metrics) > 1 else ""
+            outer = (mine[0]["steps"]["search_per_split"] // mine[0]["hparams"].get("unroll_steps", 1)
+                     if mine[0]["method"] == BASE else 0)
+            alpha = mean((r.get("alphas") or {}).get("mean") for r in mine)
+            within, across = pattern_correlations([r for r in runs if r["method"] == BASE])
+            lines.append(f"| {task} | {label} | {len(mine)} | {statistics.mean(metrics):.2f}{sd} | "
+                         + " | ".join(paired_cell(runs, ref, task) for ref in references) + f" | {outer} | "
+                         f"{fmt(alpha, 4)} | {fmt(mean(within), 2)}{f' ({len(within)})' if within else ''} | "
+                         f"{fmt(mean(across), 2)}{f' ({len(across)})' if across else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def tables(rows: list[dict]) -> str:
+    text = "## Screen (seeds 100 and 101)\n\n" + screen_table(rows)
+    five = five_seed_table(rows)
+    return text + ("\n## Five seeds: the controls and T\n\n" + five if five else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="?", default=HERE / "runs.jsonl", type=Path)
     parser.add_argument("--out", default=HERE / "table.md", type=Path)
     args = parser.parse_args()
-    text = table(records(args.runs))
+    text = tables(records(args.runs))
     args.out.write_text(text)
     print(text)
 

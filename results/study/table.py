@@ -81,6 +81,11 @@ def fmt(value, digits=3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def r_cell(correlations: list[float]) -> str:
+    """Mean correlation and, in brackets, how many pairs it averages."""
+    return fmt(mean(correlations), 2) + (f" ({len(correlations)})" if correlations else "")
+
+
 def paper_reference(rows: list[dict]) -> dict:
     """The hyperparameters of the paper-setting agwm arm (the labels list what differs from them)."""
     paper = [r for r in rows if r["method"] == BASE and r["hparams"].get("hypergradient") == "darts-paper"
@@ -119,8 +124,7 @@ def screen_table(rows: list[dict]) -> str:
         cells += [fmt(mean(x.get("alpha_max_abs_change") for x in d), 4),
                   fmt(mean(mean(abs(v) for v in x["alpha_change_per_module"].values())
                            for x in d if "alpha_change_per_module" in x), 5),
-                  fmt(mean(within), 2) + (f" ({len(within)})" if within else ""),
-                  fmt(mean(across), 2) + (f" ({len(across)})" if across else ""),
+                  r_cell(within), r_cell(across),
                   fmt(mean(x.get("signal_cosine") for x in d), 2),
                   fmt(mean(x.get("signal_direct_norm") for x in d), 3),
                   fmt(mean(x.get("signal_implicit_norm") for x in d), 3),
@@ -129,10 +133,10 @@ def screen_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(runs: list[dict], reference: list[dict], task: str, key=lambda r: r["metric"]) -> tuple[list, list]:
-    """Values of `key` for the seeds both arms ran on `task`, in seed order."""
-    ref = {r["seed"]: key(r) for r in reference if r["task"] == task}
-    mine = {r["seed"]: key(r) for r in runs if r["task"] == task}
+def paired(runs: list[dict], reference: list[dict], task: str) -> tuple[list, list]:
+    """Metrics of the seeds both arms ran on `task`, in seed order."""
+    ref = {r["seed"]: r["metric"] for r in reference if r["task"] == task}
+    mine = {r["seed"]: r["metric"] for r in runs if r["task"] == task}
     seeds = sorted(mine.keys() & ref.keys())
     return [mine[s] for s in seeds], [ref[s] for s in seeds]
 
@@ -157,6 +161,8 @@ def five_seed_table(rows: list[dict]) -> str:
              "- random-alpha (wins, p) | - agwm T = 1 (wins, p) | outer steps | alpha mean | "
              "within-task r | across-task r |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    correlations = {label: pattern_correlations([r for r in runs if r["method"] == BASE])
+                    for label, runs in arms.items()}
     for task in sorted({r["task"] for runs in arms.values() for r in runs}):
         for label, runs in arms.items():
             mine = [r for r in runs if r["task"] == task]
@@ -167,11 +173,10 @@ def five_seed_table(rows: list[dict]) -> str:
             outer = (mine[0]["steps"]["search_per_split"] // mine[0]["hparams"].get("unroll_steps", 1)
                      if mine[0]["method"] == BASE else 0)
             alpha = mean((r.get("alphas") or {}).get("mean") for r in mine)
-            within, across = pattern_correlations([r for r in runs if r["method"] == BASE])
+            within, across = correlations[label]
             lines.append(f"| {task} | {label} | {len(mine)} | {statistics.mean(metrics):.2f}{sd} | "
                          + " | ".join(paired_cell(runs, ref, task) for ref in references) + f" | {outer} | "
-                         f"{fmt(alpha, 4)} | {fmt(mean(within), 2)}{f' ({len(within)})' if within else ''} | "
-                         f"{fmt(mean(across), 2)}{f' ({len(across)})' if across else ''} |")
+                         f"{fmt(alpha, 4)} | {r_cell(within)} | {r_cell(across)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -67,6 +67,11 @@ def method_label(record: Mapping[str, Any]) -> str:
     return method
 
 
+def file_label(label: str) -> str:
+    """A row label as a file-name part: `random-alpha (σ=0.005)` -> `random-alpha_sigma0.005`."""
+    return label.replace(" (σ=", "_sigma").replace(" (", "_").replace(")", "").replace(" ", "_")
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     """Records of one runs.jsonl; a bad line raises ValueError naming the file and line."""
     records = []
@@ -566,12 +571,13 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
     average = average_table(df)
     md += ["### Average over tasks\n", to_markdown(average), ""]
     save_csv(average, "average.csv")
-    for label in ("vanilla-matched", "vanilla"):
+    random_alpha = sorted((lab for lab in df["label"].unique() if lab.startswith("random-alpha")), key=_order_key)
+    for label in ("vanilla-matched", *random_alpha, "vanilla"):  # the controls first
         paired = paired_differences(df, "agwm", label)
         if not paired.empty:
             shown = paired.round(2).astype(object).assign(p=paired["p"].map(_fmt_p))
             md += [f"### Paired by seed: agwm - {label}\n", to_markdown(shown.set_index("task")), ""]
-            save_csv(paired, f"paired_agwm_{label}.csv", index=False)
+            save_csv(paired, f"paired_agwm_{file_label(label)}.csv", index=False)
     cost = relative_cost(df)
     if len(cost) > 1:
         md += ["### Wall time per run relative to vanilla (mean over tasks)\n",

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -369,6 +370,17 @@ def test_write_report_writes_tables_csvs_and_plots(runs_file, tmp_path):
             "average.csv", "metric_boxes_n300.png", "alpha_layers.png", "alpha_hist.png"} <= names
     md = (out / "tables.md").read_text(encoding="utf-8")
     assert "### n = 300" in md and "### n = 1000" in md and "41.81 ± 5.57" in md
+
+
+def test_the_report_pairs_agwm_with_each_random_alpha_row_as_with_vanilla(runs_file, tmp_path):
+    names = {p.name for p in report.write_report([runs_file], tmp_path)}
+    assert {"paired_agwm_vanilla.csv", "paired_agwm_random-alpha_sigma0.005.csv",
+            "paired_agwm_random-alpha_sigma0.1.csv"} <= names
+    md = (tmp_path / "tables.md").read_text(encoding="utf-8")
+    assert md.index("agwm - random-alpha (σ=0.005)") < md.index("agwm - random-alpha (σ=0.1)") < md.index("agwm - vanilla\n")
+    written = pd.read_csv(tmp_path / "paired_agwm_random-alpha_sigma0.005.csv")
+    expected = report.paired_differences(report.load_runs([runs_file]), "agwm", "random-alpha (σ=0.005)")
+    assert written["mean_difference"].round(6).tolist() == expected["mean_difference"].round(6).tolist()
 
 
 def test_write_report_without_alphas_does_not_crash(tmp_path):

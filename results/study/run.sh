@@ -52,6 +52,10 @@ LATER=(  # the rest of stage 1, seeds 100 and 101
   "agwm|--preset official --K 1"
   "agwm|--outer-batch-size 1000"
   "agwm|--rank 8"
+  "agwm|--hypergradient sama"
+  "agwm|--hypergradient neumann"
+  "agwm|--alpha-lr 2e-2"
+  "agwm|--rank 2"
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
 )

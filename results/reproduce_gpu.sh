@@ -12,11 +12,12 @@
 # random-alpha and agwm (the paper's setting, darts-paper; the chosen setting too, as the held-out
 # study chose no other) on CoLA, RTE, MRPC, STS-B and SST-2 at n = 300, then STS-B and SST-2 at
 # n = 1000, seeds 0 .. SEEDS-1 (SEEDS=5; SEEDS=10 later adds seeds 5-9 and skips what is recorded).
-#   GRID=dev OUT_DIR=results/gpu_dev WORKERS=14 BUDGET_S=500 bash results/reproduce_gpu.sh
+#   GRID=dev WORKERS=14 BUDGET_S=500 bash results/reproduce_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export GRID=${GRID:-baselines} SEEDS=${SEEDS:-5}
-export PY=${PY:-.venv/bin/python} OUT_DIR=${OUT_DIR:-results/gpu} LOG_DIR=${LOG_DIR:-results/logs/gpu}
+default_out=results/gpu; [ "$GRID" = dev ] && default_out=results/gpu_dev  # never mix the two grids' records
+export PY=${PY:-.venv/bin/python} OUT_DIR=${OUT_DIR:-$default_out} LOG_DIR=${LOG_DIR:-results/logs/gpu}
 export GLUE=${GLUE_DIR:-../shared/glue_data} DEADLINE=$(($(date +%s) + ${BUDGET_S:-1000000}))
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR" "$LOG_DIR"

@@ -199,6 +199,14 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.iloc[order].reset_index(drop=True)
 
 
+def paired_summary(a: np.ndarray, b: np.ndarray) -> dict:
+    """Of metrics paired by seed (a[i] and b[i] share seed i): the mean of a - b, how many seeds,
+    on how many a was ahead, and the paired t-test p."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    return {"seeds": len(diff), "mean_difference": float(diff.mean()), "wins": int((diff > 0).sum()),
+            "p": paired_p(a, b)}
+
+
 def paired_differences(df: pd.DataFrame, label: str, reference: str) -> pd.DataFrame:
     """Per (n, task): the mean over the seeds both methods ran of metric(label) - metric(reference),
     how many seeds that is, on how many `label` was ahead, and the paired t-test p. Same seed = same
@@ -210,9 +218,7 @@ def paired_differences(df: pd.DataFrame, label: str, reference: str) -> pd.DataF
         b = group[group["label"] == reference].groupby("seed")["metric"].first()
         shared = a.index.intersection(b.index)
         if len(shared):
-            diff = a[shared] - b[shared]
-            rows.append({"n": int(n), "task": task, "seeds": len(shared), "mean_difference": float(diff.mean()),
-                         "wins": int((diff > 0).sum()), "p": paired_p(a[shared].to_numpy(), b[shared].to_numpy())})
+            rows.append({"n": int(n), "task": task, **paired_summary(a[shared].to_numpy(), b[shared].to_numpy())})
     out = pd.DataFrame(rows, columns=columns)
     order = sorted(range(len(out)), key=lambda i: (out["n"][i], _task_key(out["task"][i])))
     return out.iloc[order].reset_index(drop=True)
@@ -245,7 +251,7 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def _fmt_paper(cell: tuple[float, float] | None) -> str:
+def fmt_paper(cell: tuple[float, float] | None) -> str:
     """A paper cell, or '—' where the paper has no number."""
     return "—" if cell is None else _fmt(*cell)
 
@@ -258,7 +264,7 @@ def _fmt_average(cells: pd.DataFrame, n_tasks: int) -> str:
     return text if len(cells) == n_tasks else f"{text} ({len(cells)}/{n_tasks} tasks)"
 
 
-def _fmt_p(p: float) -> str:
+def fmt_p(p: float) -> str:
     """A p-value, readable at a glance."""
     return "—" if math.isnan(p) else (f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}")
 
@@ -303,15 +309,15 @@ def task_table(df: pd.DataFrame, n: int, labels: Iterable[str] | None = None) ->
             if t in ours.index:
                 cell = ours.loc[t]
                 row[task_name(t)] = _fmt(cell["mean"], cell["std"])
-                row[f"{task_name(t)} p"] = _fmt_p(cell["p_value"])
+                row[f"{task_name(t)} p"] = fmt_p(cell["p_value"])
                 row[f"{task_name(t)} degenerate"] = _fmt_degenerate(cell["degenerate"], cell["count"])
             else:
                 row[task_name(t)] = row[f"{task_name(t)} p"] = row[f"{task_name(t)} degenerate"] = "—"
         row["Average"] = _fmt_average(ours, len(tasks))
         if has_paper:
             for t in tasks:
-                row[f"{PAPER} {task_name(t)}"] = _fmt_paper(paper_cells[t, label])
-            row[f"{PAPER} Average"] = _fmt_paper(paper_avgs[label])
+                row[f"{PAPER} {task_name(t)}"] = fmt_paper(paper_cells[t, label])
+            row[f"{PAPER} Average"] = fmt_paper(paper_avgs[label])
         rows.append(row)
     return _drop_empty_paper_columns(pd.DataFrame(rows, index=pd.Index(row_labels, name="method")))
 
@@ -335,7 +341,7 @@ def average_table(df: pd.DataFrame) -> pd.DataFrame:
             row[label] = _fmt_average(at_n[at_n["label"] == label], len(tasks))
             paper[f"{PAPER} {label}"] = paper_average(tasks, int(n), label)
         if any(v is not None for v in paper.values()):
-            row.update({k: _fmt_paper(v) for k, v in paper.items()})
+            row.update({k: fmt_paper(v) for k, v in paper.items()})
         rows.append(row)
         index.append(n_name(n))
     table = pd.DataFrame(rows, index=pd.Index(index, name="n"))
@@ -575,7 +581,7 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
     for label in ("vanilla-matched", *random_alpha, "vanilla"):  # the controls first
         paired = paired_differences(df, "agwm", label)
         if not paired.empty:
-            shown = paired.round(2).astype(object).assign(p=paired["p"].map(_fmt_p))
+            shown = paired.round(2).astype(object).assign(p=paired["p"].map(fmt_p))
             md += [f"### Paired by seed: agwm - {label}\n", to_markdown(shown.set_index("task")), ""]
             save_csv(paired, f"paired_agwm_{file_label(label)}.csv", index=False)
     cost = relative_cost(df)

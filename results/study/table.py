@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agwm_betty.report import paired_p
+from agwm_betty.report import fmt_p, paired_summary
 
 HERE = Path(__file__).parent
 BASE = "agwm"  # arm labels list the hyperparameters that differ from this method's paper setting
@@ -146,9 +146,8 @@ def paired_cell(runs: list[dict], reference: list[dict], task: str) -> str:
     a, b = paired(runs, reference, task)
     if not a or runs is reference:
         return ""
-    diff = np.subtract(a, b)
-    p = paired_p(np.array(a), np.array(b))
-    return f"{diff.mean():+.2f} ({int((diff > 0).sum())}/{len(diff)}, p {'—' if np.isnan(p) else f'{p:.3f}'})"
+    s = paired_summary(np.array(a), np.array(b))
+    return f"{s['mean_difference']:+.2f} ({s['wins']}/{s['seeds']}, p {fmt_p(s['p'])})"
 
 
 def five_seed_table(rows: list[dict]) -> str:

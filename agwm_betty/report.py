@@ -389,6 +389,65 @@ def signal_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["method", "n", "task"], key=lambda c: c.map(str)).reset_index(drop=True)
 
 
+def _part(record: Mapping[str, Any], field: str, key: str) -> Any:
+    """record[field][key], or None where the field is missing or not a mapping (NaN in a frame)."""
+    value = record.get(field)
+    return value.get(key) if isinstance(value, Mapping) else None
+
+
+PATTERNS = {  # where a record keeps where alpha moved, finest first
+    "module change": lambda r: _part(r, "diagnostics", "alpha_change_per_module"),
+    "layer alpha": lambda r: _part(r, "alphas", "per_layer"),
+}
+
+
+def pattern_correlations(runs: Iterable[Mapping[str, Any]], source: str = "module change",
+                         ) -> tuple[list[float], list[float]]:
+    """Pearson r of two runs' alpha patterns (PATTERNS[source]: the search's change per module, or
+    the mean alpha per layer after it): over the pairs of one task and other seeds (within), and of
+    one seed and other tasks (across). A pair with fewer than 3 shared keys or a constant pattern
+    gives no r."""
+    changes = [(r["task"], r["seed"], PATTERNS[source](r)) for r in runs]
+    within, across = [], []
+    for i, (task_a, seed_a, a) in enumerate(changes):
+        for task_b, seed_b, b in changes[i + 1:]:
+            keys = sorted(a.keys() & b.keys())
+            x, y = np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
+            if len(keys) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+                continue
+            r = float(np.corrcoef(x, y)[0, 1])
+            if task_a == task_b and seed_a != seed_b:
+                within.append(r)
+            elif seed_a == seed_b and task_a != task_b:
+                across.append(r)
+    return within, across
+
+
+def alpha_pattern_table(df: pd.DataFrame, method: str = "agwm") -> pd.DataFrame:
+    """Per n, for the runs of ``method`` that searched their alphas: is where alpha moves a property
+    of the task? For each pattern every run has (PATTERNS), the mean r within a task (seed against
+    seed) and across tasks (task against task at one seed, so one subset draw and one alpha init),
+    with the pairs each averages, and the pattern's mean spread over its keys (std). A task signal
+    shows as within-task r clearly above across-task r."""
+    if df.empty or "label" not in df:
+        return pd.DataFrame()
+    rows = []
+    for n, group in df[df["label"] == method].groupby("n", sort=True):
+        runs = group.to_dict("records")
+        for source, get in PATTERNS.items():
+            patterns = [get(r) for r in runs]
+            if not all(isinstance(p, Mapping) and p for p in patterns):
+                continue
+            within, across = pattern_correlations(runs, source)
+            rows.append({"method": method, "n": n_name(n), "pattern": source, "tasks": group["task"].nunique(),
+                         "runs": len(runs), "spread": float(np.mean([np.std(list(p.values())) for p in patterns])),
+                         "within_task_r": float(np.mean(within)) if within else math.nan,
+                         "within_pairs": len(within),
+                         "across_task_r": float(np.mean(across)) if across else math.nan,
+                         "across_pairs": len(across)})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------- plots
 
 def _layer_key(name: str) -> tuple:
@@ -594,6 +653,11 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
         md += ["### Signal in the alpha hypergradient (search phase, mean over seeds)\n",
                to_markdown(signal.round(4).astype(object).set_index("method")), ""]
         save_csv(signal, "signal.csv", index=False)
+    patterns = alpha_pattern_table(df)
+    if not patterns.empty:
+        md += ["### Where alpha moves: its pattern over modules or layers, within a task and across tasks\n",
+               to_markdown(patterns.round(5).astype(object).set_index("method")), ""]
+        save_csv(patterns, "alpha_patterns.csv", index=False)
     for plot, name in ((plot_alpha_layers, "alpha_layers.png"), (plot_signal, "signal.png"),
                        (plot_alpha_hist, "alpha_hist.png")):
         made = plot(df, out / f"{prefix}{name}")

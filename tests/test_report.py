@@ -608,3 +608,54 @@ def test_report_writes_the_signal_section_and_plot(tmp_path):
     assert "Signal in the alpha hypergradient" in (tmp_path / "tables.md").read_text()
     plain = report.write_report([write_jsonl(tmp_path / "p.jsonl", records())], tmp_path / "plain")
     assert "signal.png" not in {p.name for p in plain}
+
+
+PATTERNS = {("cola", 0): [1.0, 2.0, 3.0, 4.0], ("cola", 1): [1.0, 2.0, 3.0, 5.0],
+            ("rte", 0): [4.0, 3.0, 2.0, 1.0], ("rte", 1): [5.0, 3.0, 2.5, 1.0]}
+
+
+def with_patterns(recs: list[dict]) -> list[dict]:
+    """The records, less the n = 300 agwm seeds outside PATTERNS; those in it carry a per-module
+    alpha change: rising on CoLA, falling on RTE (a task signal)."""
+    out = []
+    for r in recs:
+        if r["method"] == "agwm" and r["n"] == 300:
+            if (r["task"], r["seed"]) not in PATTERNS:
+                continue
+            r["diagnostics"] = {"alpha_change_per_module": {f"m{i}": -0.01 * v for i, v in
+                                                            enumerate(PATTERNS[r["task"], r["seed"]])}}
+        out.append(r)
+    return out
+
+
+def test_alpha_patterns_compare_the_change_within_a_task_and_across_tasks_of_one_seed(tmp_path):
+    table = report.alpha_pattern_table(report.load_runs([write_jsonl(tmp_path / "r.jsonl", with_patterns(records()))]))
+    module = table[table["pattern"] == "module change"]
+    assert len(module) == 1  # n = 1000 has no per-module change
+    row = module.iloc[0]
+    assert (row["method"], row["n"], row["runs"], row["tasks"]) == ("agwm", "300", 4, 2)
+    r = lambda a, b: stats.pearsonr(PATTERNS[a], PATTERNS[b])[0]  # noqa: E731
+    assert row["within_pairs"] == 2 and row["within_task_r"] == pytest.approx(
+        (r(("cola", 0), ("cola", 1)) + r(("rte", 0), ("rte", 1))) / 2)
+    assert row["across_pairs"] == 2 and row["across_task_r"] == pytest.approx(
+        (r(("cola", 0), ("rte", 0)) + r(("cola", 1), ("rte", 1))) / 2)
+    assert row["within_task_r"] > 0.9 and row["across_task_r"] < -0.9
+    assert row["spread"] == pytest.approx(np.mean([0.01 * np.std(p) for p in PATTERNS.values()]))
+
+
+def test_without_a_per_module_change_the_pattern_is_the_mean_alpha_per_layer(tmp_path):
+    table = report.alpha_pattern_table(report.load_runs([write_jsonl(tmp_path / "r.jsonl", with_patterns(records()))]))
+    layer = table[table["pattern"] == "layer alpha"].set_index("n")
+    assert list(layer.index) == ["300", "1000"]
+    # alphas(): the same per-layer shape on every run, shifted per seed and task
+    assert layer.loc["1000", "within_pairs"] == 3 and layer.loc["1000", "across_pairs"] == 1
+    assert layer.loc["1000", "within_task_r"] == pytest.approx(1.0)
+    assert layer.loc["300", "spread"] == pytest.approx(np.std([0.01 * i for i in range(len(LAYERS))]))
+
+
+def test_report_writes_the_alpha_pattern_section_only_where_agwm_runs_left_a_pattern(tmp_path):
+    written = report.write_report([write_jsonl(tmp_path / "r.jsonl", with_patterns(records()))], tmp_path)
+    assert "alpha_patterns.csv" in {p.name for p in written}
+    assert "within a task and across tasks" in (tmp_path / "tables.md").read_text()
+    plain = report.write_report([write_jsonl(tmp_path / "p.jsonl", records(with_alphas=False))], tmp_path / "plain")
+    assert "alpha_patterns.csv" not in {p.name for p in plain}

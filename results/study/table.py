@@ -14,14 +14,13 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 from pathlib import Path
 
 import numpy as np
 
-from agwm_betty.report import fmt_p, paired_summary
+from agwm_betty.report import fmt_p, paired_summary, pattern_correlations
 
 HERE = Path(__file__).parent
 BASE = "agwm"  # arm labels list the hyperparameters that differ from this method's paper setting
@@ -47,29 +46,6 @@ def arm_label(record: dict, reference: dict) -> str:
         return record["method"]
     changed = [f"{k}={v}" for k, v in sorted(record["hparams"].items()) if reference.get(k) != v]
     return "agwm (paper)" if not changed else "agwm " + ", ".join(changed)
-
-
-def pearson(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 3 or statistics.pstdev(a) == 0 or statistics.pstdev(b) == 0:
-        return None
-    return statistics.correlation(a, b)
-
-
-def pattern_correlations(runs: list[dict]) -> tuple[list[float], list[float]]:
-    """Pearson correlations of the per-layer alpha change between two runs: (same task, other
-    seed) pairs and (same seed, other task) pairs."""
-    within, across = [], []
-    for a, b in itertools.combinations(runs, 2):
-        ca, cb = a["diagnostics"]["alpha_change_per_module"], b["diagnostics"]["alpha_change_per_module"]
-        keys = sorted(ca.keys() & cb.keys())
-        r = pearson([ca[k] for k in keys], [cb[k] for k in keys])
-        if r is None:
-            continue
-        if a["task"] == b["task"] and a["seed"] != b["seed"]:
-            within.append(r)
-        elif a["seed"] == b["seed"] and a["task"] != b["task"]:
-            across.append(r)
-    return within, across
 
 
 def mean(values) -> float | None:

@@ -395,9 +395,18 @@ def _part(record: Mapping[str, Any], field: str, key: str) -> Any:
     return value.get(key) if isinstance(value, Mapping) else None
 
 
+def _encoder_layers(per_layer: Mapping[str, float] | None) -> dict | None:
+    """The transformer blocks' entries (``layer.<i>``) of a per-layer summary: the pooler and the
+    embeddings are single points far from the blocks, which alone can set a correlation of a few."""
+    if not isinstance(per_layer, Mapping):
+        return None
+    return {k: v for k, v in per_layer.items() if re.fullmatch(r"(.*\.)?layer\.\d+", k)}
+
+
 PATTERNS = {  # where a record keeps where alpha moved, finest first
     "module change": lambda r: _part(r, "diagnostics", "alpha_change_per_module"),
     "layer alpha": lambda r: _part(r, "alphas", "per_layer"),
+    "block alpha": lambda r: _encoder_layers(_part(r, "alphas", "per_layer")),
 }
 
 

@@ -653,6 +653,20 @@ def test_without_a_per_module_change_the_pattern_is_the_mean_alpha_per_layer(tmp
     assert layer.loc["300", "spread"] == pytest.approx(np.std([0.01 * i for i in range(len(LAYERS))]))
 
 
+def test_the_block_pattern_leaves_out_the_pooler_and_the_embeddings(tmp_path):
+    recs = [r for r in records() if r["method"] == "agwm" and r["n"] == 1000]
+    for r in recs:  # blocks rise on seed 0, fall on the others; the pooler and embeddings agree
+        r["alphas"]["per_layer"].update({"pooler": 0.5, "embeddings": 0.6, "layer.10": 0.9 + 0.01 * (r["seed"] == 0)})
+    table = report.alpha_pattern_table(report.load_runs([write_jsonl(tmp_path / "r.jsonl", recs)]))
+    rows = table.set_index("pattern")
+    blocks = {k: v for k, v in recs[0]["alphas"]["per_layer"].items() if k.startswith("layer.")}
+    assert sorted(blocks) == ["layer.0", "layer.1", "layer.10", "layer.2"]
+    assert rows.loc["layer alpha", "within_task_r"] > 0.95  # the two outliers set it
+    assert rows.loc["block alpha", "within_task_r"] < 0.9
+    assert rows.loc["block alpha", "spread"] == pytest.approx(
+        np.mean([np.std([v for k, v in r["alphas"]["per_layer"].items() if k.startswith("layer.")]) for r in recs]))
+
+
 def test_report_writes_the_alpha_pattern_section_only_where_agwm_runs_left_a_pattern(tmp_path):
     written = report.write_report([write_jsonl(tmp_path / "r.jsonl", with_patterns(records()))], tmp_path)
     assert "alpha_patterns.csv" in {p.name for p in written}

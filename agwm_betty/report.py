@@ -412,10 +412,9 @@ PATTERNS = {  # where a record keeps where alpha moved, finest first
 
 def pattern_correlations(runs: Iterable[Mapping[str, Any]], source: str = "module change",
                          ) -> tuple[list[float], list[float]]:
-    """Pearson r of two runs' alpha patterns (PATTERNS[source]: the search's change per module, or
-    the mean alpha per layer after it): over the pairs of one task and other seeds (within), and of
-    one seed and other tasks (across). A pair with fewer than 3 shared keys or a constant pattern
-    gives no r."""
+    """Pearson r of two runs' alpha patterns (PATTERNS[source]): over the pairs of one task and
+    other seeds (within), and of one seed and other tasks (across). A pair with fewer than 3 shared
+    keys or a constant pattern gives no r."""
     changes = [(r["task"], r["seed"], PATTERNS[source](r)) for r in runs]
     within, across = [], []
     for i, (task_a, seed_a, a) in enumerate(changes):
@@ -665,6 +664,10 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
     patterns = alpha_pattern_table(df)
     if not patterns.empty:
         md += ["### Where alpha moves: its pattern over modules or layers, within a task and across tasks\n",
+               "Pattern: `module change`, the search's alpha change per Linear layer; `layer alpha`, the "
+               "mean alpha per layer after it; `block alpha`, the same over the transformer blocks only. "
+               "r: Pearson correlation of two runs' patterns, within a task (other seed) or across tasks "
+               "(same seed). spread: std of a pattern over its entries, mean over runs.\n",
                to_markdown(patterns.round(5).astype(object).set_index("method")), ""]
         save_csv(patterns, "alpha_patterns.csv", index=False)
     for plot, name in ((plot_alpha_layers, "alpha_layers.png"), (plot_signal, "signal.png"),

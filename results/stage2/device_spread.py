@@ -1,0 +1,26 @@
+"""How far the device alone moves one arm on one seed: per method, |GPU grid - stage 2 dev| on the
+same task, n, seed and subset (the same recipe and code path, another device), mean and max.
+
+    .venv/bin/python results/stage2/device_spread.py [task]     # default stsb
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from agwm_betty.report import load_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(task: str = "stsb") -> None:
+    gpu, cpu = (load_runs([ROOT / p]) for p in ("gpu/runs.jsonl", "stage2/dev/runs.jsonl"))
+    for method in ("vanilla-matched", "random-alpha"):
+        pick = lambda df: df[(df["task"] == task) & (df["n"] == 300) & (df["method"] == method)].set_index("seed")["metric"]  # noqa: E731
+        a, b = pick(gpu), pick(cpu)
+        diff = (a - b).dropna().abs()
+        print(f"{task} {method}: {len(diff)} seeds, mean |GPU - CPU| {diff.mean():.2f}, max {diff.max():.2f}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

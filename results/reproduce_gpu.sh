@@ -22,19 +22,21 @@ export GLUE=${GLUE_DIR:-../shared/glue_data} DEADLINE=$(($(date +%s) + ${BUDGET_
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR" "$LOG_DIR"
 
-dev_jobs() {  # #12's dev grid: the searches one seed a job (the longest first), then the controls
+dev_jobs() {  # #12's dev grid, seed-major so a cut grid leaves whole seeds of every task: each
+  # (task, seed) is one agwm job and one job of its three controls (about as long); n = 1000 after
   local t s
-  for t in sst2 stsb rte mrpc cola; do
-    for s in $(seq 0 $((SEEDS - 1))); do echo "$t --n 300 --seeds $s, --methods agwm"; done
+  for s in $(seq 0 $((SEEDS - 1))); do
+    for t in rte mrpc sst2 stsb cola; do
+      echo "$t --n 300 --seeds $s, --methods agwm"
+      echo "$t --n 300 --seeds $s, --methods random-alpha,vanilla-matched,vanilla"
+    done
   done
-  for t in sst2 stsb; do
-    for s in $(seq 0 $((SEEDS - 1))); do echo "$t --n 1000 --seeds $s, --methods agwm,random-alpha"; done
+  for s in $(seq 0 $((SEEDS - 1))); do
+    for t in sst2 stsb; do
+      echo "$t --n 1000 --seeds $s, --methods agwm"
+      echo "$t --n 1000 --seeds $s, --methods random-alpha,vanilla-matched,vanilla"
+    done
   done
-  for t in sst2 stsb rte mrpc cola; do
-    echo "$t --n 300 --seeds $SEEDS --methods random-alpha"
-    echo "$t --n 300 --seeds $SEEDS --methods vanilla-matched,vanilla"
-  done
-  for t in sst2 stsb; do echo "$t --n 1000 --seeds $SEEDS --methods vanilla-matched,vanilla"; done
 }
 
 jobs() {  # the n = 300 grid first (heaviest jobs first within it), then n = 1000 one seed a job

@@ -1,7 +1,8 @@
-"""How far the device alone moves one arm on one seed: per method, |GPU grid - stage 2 dev| on the
-same task, n, seed and subset (the same recipe and code path, another device), mean and max.
+"""How far the device alone moves one arm on one seed: per method (agwm only where both ran the
+same hypergradient), |GPU grid - stage 2 dev| on the same task, n, seed and subset (the same
+recipe and code path, another device), mean and max.
 
-    .venv/bin/python results/stage2/device_spread.py [task]     # default stsb
+    .venv/bin/python results/stage2/device_spread.py [task] [gpu runs]  # default stsb gpu/runs.jsonl
 """
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from agwm_betty.report import load_runs
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(task: str = "stsb") -> None:
-    gpu, cpu = (load_runs([ROOT / p]) for p in ("gpu/runs.jsonl", "stage2/dev/runs.jsonl"))
-    for method in ("vanilla-matched", "random-alpha"):
+def main(task: str = "stsb", gpu_runs: str = "gpu/runs.jsonl") -> None:
+    gpu, cpu = (load_runs([ROOT / p]) for p in (gpu_runs, "stage2/dev/runs.jsonl"))
+    for method in ("vanilla-matched", "random-alpha", "vanilla", "agwm"):
         pick = lambda df: df[(df["task"] == task) & (df["n"] == 300) & (df["method"] == method)].set_index("seed")["metric"]  # noqa: E731
+        hypergradients = [set(pick_df["hparams"].map(lambda h: h.get("hypergradient")))
+                          for pick_df in (df[(df["task"] == task) & (df["method"] == method)] for df in (gpu, cpu))]
+        if hypergradients[0] != hypergradients[1]:  # another outer level is another method
+            print(f"{task} {method}: not comparable, hypergradient {hypergradients[0]} against {hypergradients[1]}")
+            continue
         a, b = pick(gpu), pick(cpu)
         diff = (a - b).dropna().abs()
         print(f"{task} {method}: {len(diff)} seeds, mean |GPU - CPU| {diff.mean():.2f}, max {diff.max():.2f}")

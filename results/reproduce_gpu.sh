@@ -22,22 +22,18 @@ export GLUE=${GLUE_DIR:-../shared/glue_data} DEADLINE=$(($(date +%s) + ${BUDGET_
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 mkdir -p "$OUT_DIR" "$LOG_DIR"
 
-dev_jobs() {  # #12's dev grid, seed-major so a cut grid leaves whole seeds of every task: each
-  # (task, seed) is one agwm job and one job of its three controls (about as long); n = 1000 after
-  local t s
+seed_major() {  # seed_major N TASK...: per seed, then task, one agwm job and one job of its three
+  # controls (about as long), so a cut grid leaves whole paired seeds of every task
+  local n=$1 t s; shift
   for s in $(seq 0 $((SEEDS - 1))); do
-    for t in rte mrpc sst2 stsb cola; do
-      echo "$t --n 300 --seeds $s, --methods agwm"
-      echo "$t --n 300 --seeds $s, --methods random-alpha,vanilla-matched,vanilla"
-    done
-  done
-  for s in $(seq 0 $((SEEDS - 1))); do
-    for t in sst2 stsb; do
-      echo "$t --n 1000 --seeds $s, --methods agwm"
-      echo "$t --n 1000 --seeds $s, --methods random-alpha,vanilla-matched,vanilla"
+    for t in "$@"; do
+      echo "$t --n $n --seeds $s, --methods agwm"
+      echo "$t --n $n --seeds $s, --methods random-alpha,vanilla-matched,vanilla"
     done
   done
 }
+
+dev_jobs() { seed_major 300 rte mrpc sst2 stsb cola; seed_major 1000 sst2 stsb; }  # #12's dev grid
 
 jobs() {  # the n = 300 grid first (heaviest jobs first within it), then n = 1000 one seed a job
   local t

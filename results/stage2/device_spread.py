@@ -17,13 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(task: str = "stsb", gpu_runs: str = "gpu/runs.jsonl") -> None:
     gpu, cpu = (load_runs([ROOT / p]) for p in (gpu_runs, "stage2/dev/runs.jsonl"))
     for method in ("vanilla-matched", "random-alpha", "vanilla", "agwm"):
-        pick = lambda df: df[(df["task"] == task) & (df["n"] == 300) & (df["method"] == method)].set_index("seed")["metric"]  # noqa: E731
-        hypergradients = [set(pick_df["hparams"].map(lambda h: h.get("hypergradient")))
-                          for pick_df in (df[(df["task"] == task) & (df["method"] == method)] for df in (gpu, cpu))]
+        rows = [df[(df["task"] == task) & (df["n"] == 300) & (df["method"] == method)] for df in (gpu, cpu)]
+        hypergradients = [set(r["hparams"].map(lambda h: h.get("hypergradient"))) for r in rows]
         if hypergradients[0] != hypergradients[1]:  # another outer level is another method
             print(f"{task} {method}: not comparable, hypergradient {hypergradients[0]} against {hypergradients[1]}")
             continue
-        a, b = pick(gpu), pick(cpu)
+        a, b = (r.set_index("seed")["metric"] for r in rows)
         diff = (a - b).dropna().abs()
         print(f"{task} {method}: {len(diff)} seeds, mean |GPU - CPU| {diff.mean():.2f}, max {diff.max():.2f}")
 

@@ -17,6 +17,7 @@
 # Lane 1 runs (STS-B, 100), (SST-2, 101), and of the new seeds STS-B 102 and 104 and SST-2 103;
 # lane 2 the others, so the lanes take about as long.
 #   bash results/study/run.sh                 # logs in results/logs/study-*.log
+#   STAGES=later bash results/study/run.sh    # only the later arms (skips the recorded stages fast)
 #   .venv/bin/python results/study/table.py   # -> results/study/table.md
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-results/study}
 LOGS=${LOGS:-results/logs}
 DATA=${DATA:-../shared/glue_data}
+STAGES=${STAGES:-screen five later}  # which arrays to run; each skipped run still costs an import
 COMMON=(--plm minilm --data-dir "$DATA" --output "$OUT" --no-progress --n 300 --heldout 500
         --lr 1e-4 --search-lr 1e-4 --K 1 --search-epochs 3 --epochs 0)
 SCREEN=(  # method | flags: stage 1, seeds 100 and 101
@@ -58,6 +60,8 @@ LATER=(  # the rest of stage 1, seeds 100 and 101
   "agwm|--rank 2"
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
+  "vanilla-matched|--search-epochs 6"  # a longer search, against W trained as long
+  "agwm|--search-epochs 6"
 )
 arms() {  # arms <array name> <task>:<seed>...: every arm of the array on every job, arm by arm
   local -n list=$1; shift
@@ -71,7 +75,9 @@ arms() {  # arms <array name> <task>:<seed>...: every arm of the array on every 
 }
 lane() {  # lane <stage-1 jobs> <new-seed jobs>, each a comma list of <task>:<seed>
   IFS=, read -r -a first <<< "$1"; IFS=, read -r -a more <<< "$2"
-  arms SCREEN "${first[@]}"; arms FIVE_SEEDS "${first[@]}" "${more[@]}"; arms LATER "${first[@]}"
+  [[ " $STAGES " == *" screen "* ]] && arms SCREEN "${first[@]}"
+  [[ " $STAGES " == *" five "* ]] && arms FIVE_SEEDS "${first[@]}" "${more[@]}"
+  [[ " $STAGES " == *" later "* ]] && arms LATER "${first[@]}"
 }
 mkdir -p "$LOGS"
 lane stsb:100,sst2:101 stsb:102,sst2:103,stsb:104 >> "$LOGS/study-1.log" 2>&1 &

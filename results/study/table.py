@@ -2,7 +2,8 @@
 
 1. The screen (seeds 100 and 101): per arm, how far alpha moved, whether its per-layer change
    pattern is the same for two seeds of one task (within) and for two tasks of one seed (across),
-   the signal probe, and the held-out score against vanilla-matched of the same seed. A task signal
+   the signal probe, and the held-out score against vanilla-matched of the same seed (and search
+   length: the longer-search arm has its own vanilla-matched). A task signal
    shows as within-task correlation clearly above the across-task one.
 2. Five seeds (the arms run on more than two seeds): the held-out score paired by seed against
    vanilla-matched and against random-alpha (sigma 0.005, alphas frozen at their init), with wins
@@ -42,10 +43,11 @@ def arm_label(record: dict, reference: dict) -> str:
     """The method, plus every hyperparameter that differs from the paper-setting agwm record's."""
     if record["method"] == "random-alpha":
         return f"random-alpha sigma={record['hparams']['sigma']:g}"
-    if record["method"] != BASE:
-        return record["method"]
-    changed = [f"{k}={v}" for k, v in sorted(record["hparams"].items()) if reference.get(k) != v]
-    return "agwm (paper)" if not changed else "agwm " + ", ".join(changed)
+    changed = [f"{k}={v}" for k, v in sorted(record["hparams"].items())
+               if (record["method"] == BASE or k in reference) and reference.get(k) != v]
+    if record["method"] == BASE and not changed:
+        return PAPER
+    return record["method"] + (" " + ", ".join(changed) if changed else "")
 
 
 def mean(values) -> float | None:
@@ -80,9 +82,16 @@ def by_arm(rows: list[dict]) -> dict[str, list[dict]]:
     return arms
 
 
+def control_key(record: dict) -> tuple:
+    """A run's vanilla-matched: same task and seed, and W trained as long (the search's epochs)."""
+    return record["task"], record["seed"], record["hparams"].get("search_epochs")
+
+
 def screen_table(rows: list[dict]) -> str:
     rows = [r for r in rows if r["seed"] in SCREEN_SEEDS]
-    control = {(r["task"], r["seed"]): r["metric"] for r in rows if r["method"] == CONTROL}
+    reference = paper_reference(rows)
+    control = {control_key(r): r["metric"] for r in rows  # plain, or as long a search
+               if arm_label(r, reference).split(" search_epochs=")[0] == CONTROL}
     tasks = sorted({r["task"] for r in rows})
     head = (["arm", "runs"] + [f"{t} held-out" for t in tasks] + [f"{t} - v-matched" for t in tasks]
             + ["max abs change", "mean abs layer change", "within-task r", "across-task r",
@@ -95,8 +104,8 @@ def screen_table(rows: list[dict]) -> str:
         d = [r.get("diagnostics", {}) for r in runs]
         cells = [label, str(len(runs))]
         cells += [fmt(mean(r["metric"] for r in runs if r["task"] == t), 2) for t in tasks]
-        cells += [fmt(mean(r["metric"] - control[(t, r["seed"])] for r in runs
-                           if r["task"] == t and (t, r["seed"]) in control), 2) for t in tasks]
+        cells += [fmt(mean(r["metric"] - control[control_key(r)] for r in runs
+                           if r["task"] == t and control_key(r) in control), 2) for t in tasks]
         cells += [fmt(mean(x.get("alpha_max_abs_change") for x in d), 4),
                   fmt(mean(mean(abs(v) for v in x["alpha_change_per_module"].values())
                            for x in d if "alpha_change_per_module" in x), 5),

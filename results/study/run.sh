@@ -59,9 +59,10 @@ LATER=(  # the rest of stage 1, seeds 100 and 101
   "agwm|--alpha-lr 2e-2"
   "agwm|--rank 2"
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
-  "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
   "vanilla-matched|--search-epochs 6"  # a longer search, against W trained as long
   "agwm|--search-epochs 6"
+  "agwm|--hypergradient darts-official"  # the official code's hypergradient alone, not its preset
+  "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
 )
 arms() {  # arms <array name> <task>:<seed>...: every arm of the array on every job, arm by arm
   local -n list=$1; shift

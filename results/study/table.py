@@ -3,8 +3,8 @@
 1. The screen (seeds 100 and 101): per arm, how far alpha moved, whether its per-layer change
    pattern is the same for two seeds of one task (within) and for two tasks of one seed (across),
    the signal probe, and the held-out score against vanilla-matched of the same seed (and search
-   length: the longer-search arm has its own vanilla-matched). A task signal
-   shows as within-task correlation clearly above the across-task one.
+   length: the longer-search arm has its own vanilla-matched). A task signal shows as within-task
+   correlation clearly above the across-task one.
 2. Five seeds (the arms run on more than two seeds): the held-out score paired by seed against
    vanilla-matched and against random-alpha (sigma 0.005, alphas frozen at their init), with wins
    and the paired t-test p, and the outer steps each arm took (the unroll arms: one every T inner

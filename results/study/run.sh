@@ -61,6 +61,7 @@ LATER=(  # the rest of stage 1, seeds 100 and 101
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-param sigmoid"
   "vanilla-matched|--search-epochs 6"  # a longer search, against W trained as long
   "agwm|--search-epochs 6"
+  "random-alpha|--search-epochs 6"  # is the longer search's STS-B gap the learning?
   "agwm|--hypergradient darts-official"  # the official code's hypergradient alone, not its preset
   "agwm|--alpha-form convex --alpha-init-mean 0.5 --alpha-lr 1e-1 --outer-batch-size 1000"
 )

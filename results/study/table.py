@@ -41,13 +41,13 @@ def records(path: Path) -> list[dict]:
 
 def arm_label(record: dict, reference: dict) -> str:
     """The method, plus every hyperparameter that differs from the paper-setting agwm record's."""
-    if record["method"] == "random-alpha":
-        return f"random-alpha sigma={record['hparams']['sigma']:g}"
     changed = [f"{k}={v}" for k, v in sorted(record["hparams"].items())
                if (record["method"] == BASE or k in reference) and reference.get(k) != v]
     if record["method"] == BASE and not changed:
         return PAPER
-    return record["method"] + (" " + ", ".join(changed) if changed else "")
+    name = (f"random-alpha sigma={record['hparams']['sigma']:g}" if record["method"] == "random-alpha"
+            else record["method"])
+    return name + (" " + ", ".join(changed) if changed else "")
 
 
 def mean(values) -> float | None:

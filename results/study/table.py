@@ -89,15 +89,15 @@ def control_key(record: dict) -> tuple:
 
 def screen_table(rows: list[dict]) -> str:
     rows = [r for r in rows if r["seed"] in SCREEN_SEEDS]
-    reference = paper_reference(rows)
-    control = {control_key(r): r["metric"] for r in rows  # plain, or as long a search
-               if arm_label(r, reference).split(" search_epochs=")[0] == CONTROL}
+    arms = by_arm(rows)
+    control = {control_key(r): r["metric"] for label, runs in arms.items()  # plain, or as long a search
+               if label.split(" search_epochs=")[0] == CONTROL for r in runs}
     tasks = sorted({r["task"] for r in rows})
     head = (["arm", "runs"] + [f"{t} held-out" for t in tasks] + [f"{t} - v-matched" for t in tasks]
             + ["max abs change", "mean abs layer change", "within-task r", "across-task r",
                "probe cosine", "direct norm", "implicit norm", "clamp undone"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, runs in by_arm(rows).items():
+    for label, runs in arms.items():
         learned = [r for r in runs if "alpha_change_per_module" in r.get("diagnostics", {})
                    and r["method"] == BASE]
         within, across = pattern_correlations(learned)

@@ -6,9 +6,10 @@
    length: the longer-search arm has its own vanilla-matched). A task signal shows as within-task
    correlation clearly above the across-task one.
 2. Five seeds (the arms run on more than two seeds): the held-out score paired by seed against
-   vanilla-matched and against random-alpha (sigma 0.005, alphas frozen at their init), with wins
-   and the paired t-test p, and the outer steps each arm took (the unroll arms: one every T inner
-   steps; their cost per step is benchmarks/bench_step.py's).
+   vanilla-matched, random-alpha (sigma 0.005, alphas frozen at their init) and the paper's agwm,
+   each of the arm's own search length, with wins and the paired t-test p, and the outer steps
+   each arm took (the unroll arms: one every T inner steps; their cost per step is
+   benchmarks/bench_step.py's).
 
     .venv/bin/python results/study/table.py [runs.jsonl] [--out table.md]
 """
@@ -82,16 +83,30 @@ def by_arm(rows: list[dict]) -> dict[str, list[dict]]:
     return arms
 
 
+def search_length(record: dict) -> float:
+    return record["hparams"].get("search_epochs")
+
+
+def references(rows: list[dict], name: str) -> dict[float, list[dict]]:
+    """The runs of reference arm `name` (CONTROL, RANDOM or PAPER) by search length: an arm is
+    compared with the references that trained W as long, whatever else it changes."""
+    paper = paper_reference(rows)
+    out: dict[float, list[dict]] = {}
+    for r in rows:
+        if arm_label({**r, "hparams": {**r["hparams"], "search_epochs": paper.get("search_epochs")}}, paper) == name:
+            out.setdefault(search_length(r), []).append(r)
+    return out
+
+
 def control_key(record: dict) -> tuple:
     """A run's vanilla-matched: same task and seed, and W trained as long (the search's epochs)."""
-    return record["task"], record["seed"], record["hparams"].get("search_epochs")
+    return record["task"], record["seed"], search_length(record)
 
 
 def screen_table(rows: list[dict]) -> str:
     rows = [r for r in rows if r["seed"] in SCREEN_SEEDS]
     arms = by_arm(rows)
-    control = {control_key(r): r["metric"] for label, runs in arms.items()  # plain, or as long a search
-               if label.split(" search_epochs=")[0] == CONTROL for r in runs}
+    control = {control_key(r): r["metric"] for runs in references(rows, CONTROL).values() for r in runs}
     tasks = sorted({r["task"] for r in rows})
     head = (["arm", "runs"] + [f"{t} held-out" for t in tasks] + [f"{t} - v-matched" for t in tasks]
             + ["max abs change", "mean abs layer change", "within-task r", "across-task r",
@@ -129,7 +144,7 @@ def paired(runs: list[dict], reference: list[dict], task: str) -> tuple[list, li
 def paired_cell(runs: list[dict], reference: list[dict], task: str) -> str:
     """mean difference (wins/seeds, paired p) on the seeds both ran."""
     a, b = paired(runs, reference, task)
-    if not a or runs is reference:
+    if not a or {r["run_id"] for r in runs} == {r["run_id"] for r in reference}:  # an arm against itself
         return ""
     s = paired_summary(np.array(a), np.array(b))
     return f"{s['mean_difference']:+.2f} ({s['wins']}/{s['seeds']}, p {fmt_p(s['p'])})"
@@ -140,7 +155,7 @@ def five_seed_table(rows: list[dict]) -> str:
     arms = {label: runs for label, runs in every.items() if len({r["seed"] for r in runs}) > len(SCREEN_SEEDS)}
     if not arms:
         return ""
-    references = [every.get(name, []) for name in (CONTROL, RANDOM, PAPER)]
+    by_length = [references(rows, name) for name in (CONTROL, RANDOM, PAPER)]
     lines = ["| task | arm | seeds | held-out, mean ± sd | - vanilla-matched (wins, p) | "
              "- random-alpha (wins, p) | - agwm T = 1 (wins, p) | outer steps | alpha mean | "
              "within-task r | across-task r |",
@@ -159,7 +174,8 @@ def five_seed_table(rows: list[dict]) -> str:
             alpha = mean((r.get("alphas") or {}).get("mean") for r in mine)
             within, across = correlations[label]
             lines.append(f"| {task} | {label} | {len(mine)} | {statistics.mean(metrics):.2f}{sd} | "
-                         + " | ".join(paired_cell(runs, ref, task) for ref in references) + f" | {outer} | "
+                         + " | ".join(paired_cell(runs, ref.get(search_length(mine[0]), []), task)
+                                      for ref in by_length) + f" | {outer} | "
                          f"{fmt(alpha, 4)} | {r_cell(within)} | {r_cell(across)} |")
     return "\n".join(lines) + "\n"
 

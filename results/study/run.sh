@@ -13,7 +13,8 @@
 # seeds of one task and between tasks of one seed.
 # Resumable: finished runs are lines of $OUT/runs.jsonl and re-running skips them. Two lanes, one
 # thread each, arm by arm, so a partial study has whole arms: first the screen's arms on seeds 100
-# and 101, then the controls and the unroll arms on seeds 100-104, then the rest of the screen.
+# and 101, then the controls and the unroll arms on seeds 100-104, then the longer search's STS-B
+# arms on seeds 100-104 (LONGER), then the rest of the screen.
 # Lane 1 runs (STS-B, 100), (SST-2, 101), and of the new seeds STS-B 102 and 104 and SST-2 103;
 # lane 2 the others, so the lanes take about as long.
 #   bash results/study/run.sh                 # logs in results/logs/study-*.log

@@ -150,9 +150,14 @@ def paired_cell(runs: list[dict], reference: list[dict], task: str) -> str:
     return f"{s['mean_difference']:+.2f} ({s['wins']}/{s['seeds']}, p {fmt_p(s['p'])})"
 
 
+def five_seed_arms(rows: list[dict]) -> dict[str, list[dict]]:
+    """The arms run on more seeds than the screen's."""
+    return {label: runs for label, runs in by_arm(rows).items()
+            if len({r["seed"] for r in runs}) > len(SCREEN_SEEDS)}
+
+
 def five_seed_table(rows: list[dict]) -> str:
-    every = by_arm(rows)
-    arms = {label: runs for label, runs in every.items() if len({r["seed"] for r in runs}) > len(SCREEN_SEEDS)}
+    arms = five_seed_arms(rows)
     if not arms:
         return ""
     by_length = [references(rows, name) for name in (CONTROL, RANDOM, PAPER)]
@@ -180,10 +185,26 @@ def five_seed_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_seed_table(rows: list[dict]) -> str:
+    """Every five-seed arm's score on each seed: the spread a paired difference comes from."""
+    arms = five_seed_arms(rows)
+    seeds = sorted({r["seed"] for runs in arms.values() for r in runs})
+    lines = ["| task | arm | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|" + "---:|" * len(seeds)]
+    for task in sorted({r["task"] for runs in arms.values() for r in runs}):
+        for label, runs in arms.items():
+            score = {r["seed"]: r["metric"] for r in runs if r["task"] == task}
+            if len(score) > len(SCREEN_SEEDS):
+                lines.append(f"| {task} | {label} | " + " | ".join(fmt(score.get(s), 2) for s in seeds) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def tables(rows: list[dict]) -> str:
     text = "## Screen (seeds 100 and 101)\n\n" + screen_table(rows)
     five = five_seed_table(rows)
-    return text + ("\n## Five seeds: the controls and T\n\n" + five if five else "")
+    if five:
+        text += "\n## Five seeds: the controls, T and the longer search\n\n" + five
+        text += "\n### Per seed\n\n" + per_seed_table(rows)
+    return text
 
 
 def main() -> None:

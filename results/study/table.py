@@ -10,6 +10,7 @@
    each of the arm's own search length, with wins and the paired t-test p, and the outer steps
    each arm took (the unroll arms: one every T inner steps; their cost per step is
    benchmarks/bench_step.py's).
+3. Per seed: every five-seed arm's score on each seed.
 
     .venv/bin/python results/study/table.py [runs.jsonl] [--out table.md]
 """
@@ -162,7 +163,7 @@ def five_seed_table(rows: list[dict]) -> str:
         return ""
     by_length = [references(rows, name) for name in (CONTROL, RANDOM, PAPER)]
     lines = ["| task | arm | seeds | held-out, mean ± sd | - vanilla-matched (wins, p) | "
-             "- random-alpha (wins, p) | - agwm T = 1 (wins, p) | outer steps | alpha mean | "
+             "- random-alpha (wins, p) | - agwm paper (wins, p) | outer steps | alpha mean | "
              "within-task r | across-task r |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     correlations = {label: pattern_correlations([r for r in runs if r["method"] == BASE])

@@ -85,17 +85,18 @@ def by_arm(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def search_length(record: dict) -> float:
+    """Epochs of the run's search: how long W trained before it was scored."""
     return record["hparams"].get("search_epochs")
 
 
-def references(rows: list[dict], name: str) -> dict[float, list[dict]]:
-    """The runs of reference arm `name` (CONTROL, RANDOM or PAPER) by search length: an arm is
-    compared with the references that trained W as long, whatever else it changes."""
+def references(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
+    """Runs by (label at the paper's search length, own search length): an arm's references are
+    (CONTROL, RANDOM or PAPER, its length), the runs that trained W as long, whatever else it changes."""
     paper = paper_reference(rows)
-    out: dict[float, list[dict]] = {}
+    out: dict[tuple[str, float], list[dict]] = {}
     for r in rows:
-        if arm_label({**r, "hparams": {**r["hparams"], "search_epochs": paper.get("search_epochs")}}, paper) == name:
-            out.setdefault(search_length(r), []).append(r)
+        label = arm_label({**r, "hparams": {**r["hparams"], "search_epochs": paper.get("search_epochs")}}, paper)
+        out.setdefault((label, search_length(r)), []).append(r)
     return out
 
 
@@ -107,7 +108,8 @@ def control_key(record: dict) -> tuple:
 def screen_table(rows: list[dict]) -> str:
     rows = [r for r in rows if r["seed"] in SCREEN_SEEDS]
     arms = by_arm(rows)
-    control = {control_key(r): r["metric"] for runs in references(rows, CONTROL).values() for r in runs}
+    control = {control_key(r): r["metric"] for (label, _), runs in references(rows).items() if label == CONTROL
+               for r in runs}
     tasks = sorted({r["task"] for r in rows})
     head = (["arm", "runs"] + [f"{t} held-out" for t in tasks] + [f"{t} - v-matched" for t in tasks]
             + ["max abs change", "mean abs layer change", "within-task r", "across-task r",
@@ -157,11 +159,9 @@ def five_seed_arms(rows: list[dict]) -> dict[str, list[dict]]:
             if len({r["seed"] for r in runs}) > len(SCREEN_SEEDS)}
 
 
-def five_seed_table(rows: list[dict]) -> str:
-    arms = five_seed_arms(rows)
-    if not arms:
-        return ""
-    by_length = [references(rows, name) for name in (CONTROL, RANDOM, PAPER)]
+def five_seed_table(rows: list[dict], arms: dict[str, list[dict]]) -> str:
+    """The `five_seed_arms` paired by seed against the references of their own search length."""
+    refs = references(rows)
     lines = ["| task | arm | seeds | held-out, mean ± sd | - vanilla-matched (wins, p) | "
              "- random-alpha (wins, p) | - agwm paper (wins, p) | outer steps | alpha mean | "
              "within-task r | across-task r |",
@@ -180,15 +180,14 @@ def five_seed_table(rows: list[dict]) -> str:
             alpha = mean((r.get("alphas") or {}).get("mean") for r in mine)
             within, across = correlations[label]
             lines.append(f"| {task} | {label} | {len(mine)} | {statistics.mean(metrics):.2f}{sd} | "
-                         + " | ".join(paired_cell(runs, ref.get(search_length(mine[0]), []), task)
-                                      for ref in by_length) + f" | {outer} | "
+                         + " | ".join(paired_cell(runs, refs.get((name, search_length(mine[0])), []), task)
+                                      for name in (CONTROL, RANDOM, PAPER)) + f" | {outer} | "
                          f"{fmt(alpha, 4)} | {r_cell(within)} | {r_cell(across)} |")
     return "\n".join(lines) + "\n"
 
 
-def per_seed_table(rows: list[dict]) -> str:
+def per_seed_table(arms: dict[str, list[dict]]) -> str:
     """Every five-seed arm's score on each seed: the spread a paired difference comes from."""
-    arms = five_seed_arms(rows)
     seeds = sorted({r["seed"] for runs in arms.values() for r in runs})
     lines = ["| task | arm | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|" + "---:|" * len(seeds)]
     for task in sorted({r["task"] for runs in arms.values() for r in runs}):
@@ -201,10 +200,10 @@ def per_seed_table(rows: list[dict]) -> str:
 
 def tables(rows: list[dict]) -> str:
     text = "## Screen (seeds 100 and 101)\n\n" + screen_table(rows)
-    five = five_seed_table(rows)
-    if five:
-        text += "\n## Five seeds: the controls, T and the longer search\n\n" + five
-        text += "\n### Per seed\n\n" + per_seed_table(rows)
+    arms = five_seed_arms(rows)
+    if arms:
+        text += "\n## Five seeds: the controls, T and the longer search\n\n" + five_seed_table(rows, arms)
+        text += "\n### Per seed\n\n" + per_seed_table(arms)
     return text
 
 

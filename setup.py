@@ -1,9 +1,15 @@
 """agwm-betty: attention-guided weight mixup learned by bi-level optimization (NAACL'24) on Betty."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# read, not imported: importing the package needs its dependencies installed first
+VERSION = re.search(r'__version__ = "(.+)"', (Path(__file__).parent / "agwm_betty" / "_version.py").read_text())[1]
 
 setup(
     name="agwm-betty",
-    version="0.1.0",
+    version=VERSION,
     description="Finetune pretrained language models on tiny datasets with attention-guided "
     "weight mixup learned by bi-level optimization (Betty).",
     long_description=open("README.md", encoding="utf-8").read(),

@@ -3,8 +3,7 @@ from agwm_betty._betty import check_betty
 
 BETTY_VERSION = check_betty()
 
-__version__ = "0.1.0"
-
+from agwm_betty._version import __version__  # noqa: E402
 from agwm_betty.config import Config  # noqa: E402
 from agwm_betty.experiment import CustomTask, Experiment, run_sweep  # noqa: E402
 from agwm_betty.methods import METHODS, RunContext, RunResult, get_method  # noqa: E402

@@ -181,7 +181,7 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from agwm_betty import __version__
+    from agwm_betty._version import __version__
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "datasets": datasets.__version__, "betty": betty.__version__, "agwm_betty": __version__}

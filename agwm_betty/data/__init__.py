@@ -1,0 +1,25 @@
+"""Tasks, GLUE and custom data, the paper's subsets, BLO splits and loaders, from one import."""
+
+from agwm_betty.data.custom import load_custom
+from agwm_betty.data.glue import HUB_DATASET, load_glue, normalize_hub_split
+from agwm_betty.data.loaders import make_loader, tokenize
+from agwm_betty.data.splits import blo_splits
+from agwm_betty.data.subsets import heldout, subsample
+from agwm_betty.data.tasks import GLUE_TASKS, TASK_NAMES, DataError, TaskSpec, get_task
+
+__all__ = [
+    "GLUE_TASKS",
+    "HUB_DATASET",
+    "TASK_NAMES",
+    "DataError",
+    "TaskSpec",
+    "blo_splits",
+    "get_task",
+    "heldout",
+    "load_custom",
+    "load_glue",
+    "make_loader",
+    "normalize_hub_split",
+    "subsample",
+    "tokenize",
+]

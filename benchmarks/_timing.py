@@ -1,0 +1,42 @@
+"""Step times, interleaved across variants so that outside load hits all alike, and FLOP counts."""
+from __future__ import annotations
+
+import sys
+import time
+
+from _variants import BETTY_SEARCH, HG_PREFIX, UNROLL_PREFIX, VARIANTS, build_variant, sync, unroll_of
+
+
+def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
+    """Per-variant step times (seconds), interleaved a, b, c, a, b, c, ..."""
+    from agwm_betty.train import resolve_device
+
+    device = resolve_device(cfg)
+    variants = VARIANTS + ((BETTY_SEARCH,) if args.compare else ()) + tuple(
+        f"{UNROLL_PREFIX}{t}" for t in args.unrolls if t > 1) + tuple(f"{HG_PREFIX}{h}" for h in args.hypergradients)
+    steps = {v: build_variant(v, model_name, cfg, tok, data) for v in variants}
+    for variant in variants:
+        for _ in range(args.warmup):
+            steps[variant]()
+    flops = {} if args.no_flops else {v: count_flops(steps[v]) / unroll_of(v) for v in variants}
+    times = {v: [] for v in variants}
+    for round_ in range(args.repeats):
+        for variant in variants:
+            sync(device)
+            start = time.perf_counter()
+            steps[variant]()
+            sync(device)
+            times[variant].append((time.perf_counter() - start) / unroll_of(variant))  # per inner step
+        print(f"  [{model_name}] round {round_ + 1}/{args.repeats}: "
+              + " ".join(f"{v}={t[-1]:.3f}s" for v, t in times.items()), file=sys.stderr, flush=True)
+    return times, flops
+
+
+def count_flops(step) -> int:
+    """FLOPs of one step as torch's FlopCounterMode counts them (matmuls and attention: the
+    work that does not depend on the machine's load)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()

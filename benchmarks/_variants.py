@@ -1,0 +1,106 @@
+"""The benchmark's variants: config, model, fixed batch, and one step of vanilla, finetune or search."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+VARIANTS = ("vanilla", "finetune", "search")
+# --compare adds the search step as Betty 0.2.1 runs it (two backward passes of the outer loss)
+BETTY_SEARCH = "search-betty"
+UNROLL_PREFIX = "search-T"  # + T: the search step with one outer step every T inner steps
+HG_PREFIX = "search-hg:"  # + name: the search step with that hypergradient
+MODELS = ("minilm", "bert-large")
+BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+
+
+def config(args):
+    from agwm_betty.config import Config
+
+    kwargs = {"K": args.K} if args.K else {}
+    # long schedules, so that no step of the benchmark runs at learning rate 0
+    return Config(progress=False, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                  max_length=args.seq_len, epochs=10_000, search_epochs=10_000, diagnostic_points=0,
+                  **kwargs).validate()
+
+
+def tokenizer():
+    from agwm_betty.plm import embedded_model_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(embedded_model_path()))
+
+
+def build_model(name: str):
+    """(model, new head modules). BERT-large is built from its config with random weights; the
+    MiniLM tokenizer has BERT's 30522-token vocabulary, which is all the fixed batch needs."""
+    import torch
+
+    if name == "minilm":
+        from agwm_betty.plm import load_plm
+
+        loaded = load_plm("minilm", 2)
+        return loaded[0], list(loaded[-1])
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(num_labels=2, **BERT_LARGE)), ["classifier"]
+
+
+def fixed_dataset(batch_size: int, seq_len: int, vocab: int = 30522):
+    """`batch_size` rows of `seq_len` tokens ([CLS] ... [SEP]): every batch is exactly batch x len."""
+    import torch
+    from datasets import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, vocab, (batch_size, seq_len), generator=g)
+    ids[:, 0], ids[:, -1] = 101, 102
+    labels = torch.randint(0, 2, (batch_size,), generator=g)
+    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": [[1] * seq_len] * batch_size,
+                              "labels": labels.tolist()})
+
+
+def build_variant(variant: str, model_name: str, cfg, tok, data):
+    """A zero-argument callable doing one step of `variant` on a fresh model."""
+    from agwm_betty.data import make_loader
+    from agwm_betty.mixup import HEAD_MODULES, apply_mixup, named_task_parameters, set_alphas_trainable
+    from agwm_betty.search import _split_engine
+    from agwm_betty.train import TrainStep, decay_groups, resolve_device
+
+    device = resolve_device(cfg)
+    model, new_modules = build_model(model_name)
+    model.to(device).train()
+    if variant != "vanilla":
+        apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
+                    exclude_modules=HEAD_MODULES + tuple(new_modules))
+    if variant in ("search", BETTY_SEARCH) or variant.startswith((UNROLL_PREFIX, HG_PREFIX)):
+        set_alphas_trainable(model, True)
+        unroll = unroll_of(variant)
+        hypergradient = variant[len(HG_PREFIX):] if variant.startswith(HG_PREFIX) else cfg.hypergradient
+        run_cfg = dataclasses.replace(cfg, unroll_steps=unroll, hypergradient=hypergradient)
+        engine, _ = _split_engine(model, data, data, tok, run_cfg, seed=0, learn_alpha=True, desc="bench")
+        engine.outer.single_backward = variant != BETTY_SEARCH
+        engine.train()
+        counter = itertools.count(1)
+
+        def search_steps():  # T inner steps; the T-th triggers the outer step
+            for _ in range(unroll):
+                engine.inner.step(global_step=next(counter))
+        return search_steps
+    set_alphas_trainable(model, False)
+    train_step = TrainStep(model, decay_groups(named_task_parameters(model), cfg.weight_decay), cfg,
+                           steps=10**6, lr=cfg.lr)
+    batches = itertools.chain.from_iterable(itertools.repeat(make_loader(data, tok, cfg.batch_size, True)))
+    counter = itertools.count()
+    return lambda: train_step(next(batches), next(counter))
+
+
+def unroll_of(variant: str) -> int:
+    """Inner steps per call of a variant: T for search-T<T>, else 1."""
+    return int(variant[len(UNROLL_PREFIX):]) if variant.startswith(UNROLL_PREFIX) else 1
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()

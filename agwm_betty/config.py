@@ -15,6 +15,7 @@ ALPHA_PARAMS = ("clamp", "sigmoid")  # the same names as agwm_betty.mixup.ALPHA_
 ALPHA_SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
+REPORT_TO = ("none", "tensorboard", "wandb")  # the HF Trainer's --report_to names (agwm_betty.curves)
 
 
 def _f(default, help: str, **kw):
@@ -99,6 +100,10 @@ class Config:
                                   "each process runs whole search-phase splits, at most K processes)")
     device: str = _f("", "device (empty = cuda if available, else cpu)")
     progress: bool = _f(True, "show progress bars")
+    report_to: str = _f("none", f"where the run's curves also go: {', '.join(REPORT_TO)} (into <output>/tb/<run>/ "
+                                "or <output>/wandb/<run>/; <output>/curves/<run>.jsonl is written either way)")
+    log_every: int = _f(5, "a curve point every this many steps of each level and phase (read back to the host "
+                           "only then)")
 
     def validate(self) -> "Config":
         """Raise ValueError on any invalid value before training starts; return self."""
@@ -134,7 +139,8 @@ class Config:
                             ("alpha_form", ALPHA_FORMS), ("alpha_param", ALPHA_PARAMS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(valid)}")
-        for name in ("unroll_steps", "rank", "ift_iterations", "lora_r", "lora_alpha", "num_virtual_tokens", "soup_size"):
+        for name in ("unroll_steps", "rank", "ift_iterations", "log_every", "lora_r", "lora_alpha",
+                     "num_virtual_tokens", "soup_size"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("mixout_p", "child_p", "dps_p", "dps_ur"):
@@ -147,6 +153,8 @@ class Config:
             raise ValueError(f"r3f_noise must be 'normal' or 'uniform', got {self.r3f_noise!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.report_to not in REPORT_TO:
+            raise ValueError(f"unknown report_to {self.report_to!r}; choose from {', '.join(REPORT_TO)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
         return self

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed, reuse
 from agwm_betty.config import Config
+from agwm_betty.curves import RunLog, log_name, require_backend
 from agwm_betty.data import DataError, TaskSpec, get_task, heldout, load_custom, load_glue, subsample, tokenize
 from agwm_betty.methods import RunContext, RunResult, get_method
 from agwm_betty.metrics import compute_metrics
@@ -62,6 +63,7 @@ class Experiment:
     def validate(self) -> "Experiment":
         """Check names and values before any data or model is loaded (ValueError with the choices)."""
         self.cfg.validate()
+        require_backend(self.cfg.report_to)  # Betty would only warn and log nothing
         for method in self.methods:
             get_method(method)
         if self.custom is None:
@@ -282,7 +284,8 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
                 evaluation = tokenize(heldout(data.train, exp.n, seed, exp.heldout), tokenizer, data.spec,
                                       exp.cfg.max_length)
             subsets = {(task, seed): (train, evaluation)}
-        record, result = run_one(exp, data, *subsets[(task, seed)], tokenizer, task, seed, method_name)
+        record, result = run_one(exp, data, *subsets[(task, seed)], tokenizer, task, seed, method_name,
+                                 curves=distributed.is_main_process())
         if not distributed.is_main_process():  # under torchrun every rank ends with the same model
             continue
         if exp.save_models:
@@ -296,9 +299,10 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
 
 
 def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task: str, seed: int,
-            method_name: str) -> tuple[dict, RunResult]:
+            method_name: str, curves: bool = False) -> tuple[dict, RunResult]:
     """Train and evaluate one (task, seed, method); return its record and the method's result
-    (final model, and the saved search of a two-phase run)."""
+    (final model, and the saved search of a two-phase run). With `curves`, the run's curves go to
+    `<output>/curves/` (and to `cfg.report_to`), and the record names the files."""
     record = base_record(exp, task, seed, method_name)
     method = get_method(method_name)
     reason = method.applies_to(data.spec)
@@ -310,8 +314,18 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
                      model_factory=lambda: _factory(exp.plm, spec),
                      alphas_from=None if exp.alphas_from is None else saved_search(exp.alphas_from),
                      reuse_task_weights=exp.reuse_task_weights)
+    if curves:
+        about = {k: record[k] for k in ("task", "n", "method", "seed", "plm", "run_id")}
+        ctx.log = RunLog(exp.output, log_name(record), exp.cfg.report_to, exp.cfg.log_every,
+                         config={**about, **record["hparams"]})
     started = time.time()
-    result = method.run(ctx)
+    try:
+        result = method.run(ctx)
+        if ctx.log is not None:
+            ctx.log.log(result.metrics, tag="eval/finetune", step=result.steps.get("finetune", 0))
+    finally:
+        if ctx.log is not None:  # a failed run's curves too, up to where it stopped
+            record.update(ctx.log.close())
     record.update(
         metric=result.metric, metric_name=spec.metric, metrics=result.metrics, chance=chance_level(spec, evaluation),
         time=result.time, steps=result.steps, alphas=result.alphas, diagnostics=result.diagnostics,

@@ -342,7 +342,7 @@ def alpha_summary(model: nn.Module) -> dict | None:
         return None
     groups: dict[str, list[torch.Tensor]] = {}
     for name, m in layers.items():
-        groups.setdefault(_layer_group(name), []).append(m.effective_alpha().float().flatten().cpu())
+        groups.setdefault(layer_group(name), []).append(m.effective_alpha().float().flatten().cpu())
     everything = torch.cat([t for ts in groups.values() for t in ts])
     edges = torch.tensor(ALPHA_HIST_EDGES)
     index = torch.bucketize(everything.clamp(0, 1), edges[1:-1], right=True)
@@ -357,7 +357,7 @@ def alpha_summary(model: nn.Module) -> dict | None:
     }
 
 
-def _layer_group(name: str) -> str:
+def layer_group(name: str) -> str:
     """'bert.encoder.layer.3.attention.self.query' -> 'layer.3'; otherwise the first telling part."""
     match = re.search(r"(?:^|\.)(layers?|h|block)\.(\d+)(?:\.|$)", name)
     if match:

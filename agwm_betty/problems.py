@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed
 from agwm_betty.config import Config
+from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, hypergradient_norms, total_norm
 from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
@@ -50,6 +51,10 @@ class _SharedModuleProblem(ImplicitProblem):
 
     def owned_parameters(self) -> list:
         raise NotImplementedError
+
+    def log_due(self) -> bool:
+        """Whether this step's stats go to the logger (Betty's `log_step`, counted per level)."""
+        return self.log_step > 0 and self._count % self.log_step == 0
 
     def one_step_descent(self, batch=None):
         loss_dict = super().one_step_descent(batch)
@@ -110,7 +115,11 @@ class Inner(_SharedModuleProblem):
 
     def one_step_descent(self, batch=None):
         self.step_lrs = group_lrs(self)  # eta_w of this step, for darts-paper (read after the step)
-        return super().one_step_descent(batch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss_dict = super().one_step_descent(batch)
+        if self.log_due():
+            loss_dict["lr"] = lr
+        return loss_dict
 
     def configure(self, cfg: Config) -> None:
         """Set what the engine's wiring cannot: the explicit L2 term and the repeated step.
@@ -144,6 +153,9 @@ class Outer(_SharedModuleProblem):
         super().__init__(*args, **kwargs)
         self.clamp_moved = 0.0  # L1 size of the alpha updates the optimiser made
         self.clamp_undone = 0.0  # L1 size of what the clamp to [0, 1] took back from them
+        self.alpha_start: dict | None = None  # alpha factors at the start, when curves are logged
+        self._direct: list | None = None  # at a log step: alpha's direct term, before the implicit one
+        self._hypergradient: dict = {}
 
     def training_step(self, batch):
         loss = task_loss(self.inner, batch)
@@ -157,7 +169,12 @@ class Outer(_SharedModuleProblem):
         if self.probe is not None and self._count in self.probe.at:
             self.probe.measure(self, self._count)
         self._before_step = [p.detach().clone() for p in self.parameters()]
-        return super().one_step_descent(batch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss_dict = super().one_step_descent(batch)
+        if self.log_due():  # device tensors: the logger reads them back together
+            loss_dict.update(lr=lr, clamp_share=self.clamp_undone_share, hypergradient=self._hypergradient,
+                             alpha=alpha_curves(self.module, self.alpha_start) if self.alpha_start else None)
+        return loss_dict
 
     def param_callback(self):
         stepped = [p.detach().clone() for p in self.parameters()]
@@ -176,6 +193,11 @@ class Outer(_SharedModuleProblem):
         # a mean over the inner problem's BLO-train batch, hence the inner's weight.
         if self._strategy in DISTRIBUTED_STRATEGIES:
             distributed.all_reduce_grads_(self.trainable_parameters(), self.inner.batch_weight)
+        if self.log_due():  # the direct term is None when Betty's own backward ran: the total alone
+            total = [p.grad for p in self.trainable_parameters()]
+            self._hypergradient = (hypergradient_norms(self._direct, total) if self._direct is not None
+                                   else {"total_norm": total_norm(total)})
+            self._direct = None
 
     def backward(self, loss, params, paths, create_graph=False, retain_graph=True, allow_unused=True):
         """Betty's outer backward, with one backward pass of the outer loss instead of two.
@@ -193,6 +215,8 @@ class Outer(_SharedModuleProblem):
             if self._strategy in DISTRIBUTED_STRATEGIES:
                 distributed.all_reduce_([g for g in grads if g is not None], self.batch_weight)
             self.set_grads(params, grads)
+            if self.log_due():
+                self._direct = list(grads)
             return
         inner_params = path[1].meta_trainable_parameters()
         grads = torch.autograd.grad(loss, [*params, *inner_params], allow_unused=True)
@@ -203,6 +227,8 @@ class Outer(_SharedModuleProblem):
             # darts perturbs W by eps * v (grad_callback later averages the BLO-train part)
             distributed.all_reduce_([g for g in direct if g is not None] + list(vector), self.batch_weight)
         self.set_grads(params, direct)
+        if self.log_due():  # set_grads adds the implicit term out of place: these stay the direct term
+            self._direct = list(direct)
         for i in range(1, len(path) - 1):
             jvp_fn = jvp_fn_mapping[path[i].config.type]
             vector = jvp_fn(vector, path[i], path[i + 1], i == len(path) - 2)
@@ -214,11 +240,21 @@ def _l1(tensors) -> float:
 
 
 class SearchEngine(DistributedEngine):
-    """Betty's engine (CPU-capable data parallelism) with a progress bar over the global (inner) steps."""
+    """Betty's engine (CPU-capable data parallelism) with a progress bar over the global (inner) steps,
+    and the run's own logger in place of the one Betty would build from `logger_type`."""
 
-    def __init__(self, *args, desc: str = "search phase", show: bool = True, **kwargs):
+    def __init__(self, problems, *args, desc: str = "search phase", show: bool = True,
+                 logger: RunLog | None = None, **kwargs):
         self._desc, self._show = desc, show
-        super().__init__(*args, **kwargs)
+        for problem in problems if logger is not None else ():
+            problem.add_logger(logger)  # Betty keeps a problem's logger given before the engine's
+        super().__init__(problems, *args, **kwargs)
+
+    def parse_config(self):
+        super().parse_config()
+        # Betty's factory would open its logger of this type in ./betty_tensorboard (a fixed path);
+        # the problems hold the run's logger of the same type, writing to the run's directory.
+        self.logger_type = "none"
 
     def run(self):
         self._bar = tqdm(total=self.train_iters, desc=self._desc, leave=False, disable=not self._show)
@@ -232,8 +268,9 @@ class SearchEngine(DistributedEngine):
         self._bar.update(1)
 
 
-def problem_configs(cfg: Config) -> tuple[ProblemConfig, ProblemConfig]:
-    """Betty configs of the inner and outer problems from our `Config`."""
+def problem_configs(cfg: Config, log_step: int = -1) -> tuple[ProblemConfig, ProblemConfig]:
+    """Betty configs of the inner and outer problems from our `Config`; each logs every `log_step`
+    of its own steps (-1: never), on the global (inner) step axis."""
     kind = BETTY_TYPES[cfg.hypergradient]
     inner = ProblemConfig(
         type=kind,
@@ -245,12 +282,14 @@ def problem_configs(cfg: Config) -> tuple[ProblemConfig, ProblemConfig]:
         neumann_alpha=cfg.ift_alpha,
         cg_iterations=cfg.ift_iterations,
         cg_alpha=cfg.ift_alpha,
+        log_step=log_step,
     )
     outer = ProblemConfig(
         type=kind,
         first_order=True,  # gates the hypergradient in Betty 0.2.1 (BETTY_NOTES 5)
         retain_graph=True,  # only Betty's own outer backward needs it (see Outer.backward)
         precision=cfg.precision,
+        log_step=log_step,
     )
     return inner, outer
 
@@ -262,7 +301,7 @@ def engine_config(cfg: Config, steps: int) -> EngineConfig:
         strategy = "gpu" if cfg.device.startswith("cuda") else "cpu"
     backend = "nccl" if cfg.device.startswith("cuda") or (not cfg.device and _cuda()) else "gloo"
     return EngineConfig(
-        train_iters=steps, valid_step=steps + 1, roll_back=False, logger_type="none",
+        train_iters=steps, valid_step=steps + 1, roll_back=False, logger_type=cfg.report_to,
         strategy=strategy, backend=backend,
     )
 
@@ -275,10 +314,11 @@ def _cuda() -> bool:
 
 def build_engine(
     module, train_loader, val_loader, optimizers: dict, schedulers: dict, cfg: Config, steps: int,
-    learn_alpha: bool = True, desc: str = "search",
+    learn_alpha: bool = True, desc: str = "search", log: RunLog | None = None,
 ) -> SearchEngine:
-    """Wire inner (and, when alphas are learned, outer) problems into a Betty engine for `steps`."""
-    inner_cfg, outer_cfg = problem_configs(cfg)
+    """Wire inner (and, when alphas are learned, outer) problems into a Betty engine for `steps`;
+    with a `log`, both levels log their curves into it (Betty's `log_step` = `cfg.log_every`)."""
+    inner_cfg, outer_cfg = problem_configs(cfg, cfg.log_every if log is not None else -1)
     inner = Inner("inner", inner_cfg, module=module, optimizer=optimizers["inner"],
                   scheduler=schedulers["inner"], train_data_loader=train_loader)
     problems, deps = [inner], {"u2l": {}, "l2u": {}}
@@ -287,7 +327,9 @@ def build_engine(
                       scheduler=schedulers["outer"], train_data_loader=val_loader)
         problems.insert(0, outer)
         deps = {"u2l": {outer: [inner]}, "l2u": {inner: [outer]}}
+        if log is not None:
+            outer.alpha_start = alpha_reference(module)
     engine = SearchEngine(problems=problems, config=engine_config(cfg, steps), dependencies=deps,
-                          desc=desc, show=cfg.progress)
+                          desc=desc, show=cfg.progress, logger=log)
     inner.configure(cfg)  # without an outer problem a repeated step keeps the controls' W updates matched
     return engine

@@ -9,6 +9,7 @@ from torch import nn
 
 from agwm_betty import distributed
 from agwm_betty.config import Config
+from agwm_betty.curves import RunLog
 from agwm_betty.data import blo_splits, make_loader
 from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
 from agwm_betty.hypergradients import SignalProbe
@@ -51,11 +52,13 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 def search_phase(
     model: nn.Module, train, tokenizer, cfg: Config, seed: int = 0, learn_alpha: bool = True,
+    log: RunLog | None = None,
 ) -> SearchResult:
     """Run the bi-level search from the same start on K random BLO-train / BLO-val splits of
     `train`, average the K results (alphas always, task weights if `cfg.average_task_weights`)
     and load the average into `model`. With `learn_alpha=False` only the inner problem runs
-    (random-alpha, vanilla-matched): the identical pipeline minus learning alpha."""
+    (random-alpha, vanilla-matched): the identical pipeline minus learning alpha. With a `log`,
+    each split's curves go to it under `search/split<k>/`."""
     cfg.validate()
     check_precision(cfg, resolve_device(cfg))
     started = time.perf_counter()
@@ -68,6 +71,7 @@ def search_phase(
         engine, steps = _split_engine(
             model, train.select(train_idx), train.select(val_idx), tokenizer, cfg,
             seed=seed * 1000 + k, learn_alpha=learn_alpha, desc=f"search {k + 1}/{cfg.K}",
+            log=None if log is None else log.scoped(f"search/split{k}"),
         )
         with distributed.split_rng(seed * 1000 + k, resolve_device(cfg)):  # the same masks on any rank
             engine.run()
@@ -91,13 +95,15 @@ def search_phase(
                         signal, clamp)
 
 
-def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, learn_alpha: bool, desc: str):
+def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, learn_alpha: bool, desc: str,
+                  log: RunLog | None = None):
     """Betty engine for one split, with its data loaders and, when alphas are learned, a signal probe."""
     steps = num_steps(len(blo_train), cfg.batch_size, cfg.search_epochs, cfg.max_steps)
     train_loader = make_loader(blo_train, tokenizer, cfg.batch_size, shuffle=True, seed=seed)
     outer_batch = cfg.outer_batch_size or cfg.batch_size
     val_loader = make_loader(blo_val, tokenizer, outer_batch, shuffle=True, seed=seed + 1)
-    engine = build_split_engine(model, train_loader, val_loader, cfg, steps, learn_alpha=learn_alpha, desc=desc)
+    engine = build_split_engine(model, train_loader, val_loader, cfg, steps, learn_alpha=learn_alpha, desc=desc,
+                                log=log)
     if learn_alpha and cfg.diagnostic_points > 0:
         probe_loader = make_loader(blo_val, tokenizer, outer_batch, shuffle=True, seed=seed + 2)
         at = SignalProbe.points(steps // cfg.unroll_steps, cfg.diagnostic_points)
@@ -106,7 +112,7 @@ def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, 
 
 
 def build_split_engine(model, train_loader, val_loader, cfg: Config, steps: int, learn_alpha: bool = True,
-                       desc: str = "search"):
+                       desc: str = "search", log: RunLog | None = None):
     """Betty engine over given loaders: optimisers and schedules of both levels (appendix D.1)."""
     inner_opt = make_inner_optimizer(decay_groups(named_task_parameters(model), cfg.weight_decay), cfg.search_lr,
                                      cfg.inner_optimizer)
@@ -121,17 +127,18 @@ def build_split_engine(model, train_loader, val_loader, cfg: Config, steps: int,
         schedulers["outer"] = make_scheduler(outer_opt, max(1, steps // cfg.unroll_steps), cfg.warmup_ratio,
                                              cfg.alpha_schedule)
     return build_engine(model, train_loader, val_loader, optimizers, schedulers, cfg, steps,
-                        learn_alpha=learn_alpha, desc=desc)
+                        learn_alpha=learn_alpha, desc=desc, log=log)
 
 
 def finetune_phase(
     model: nn.Module, train, tokenizer, cfg: Config, seed: int = 0, hooks: Hooks | None = None,
-    groups: list[dict] | None = None, lr: float | None = None,
+    groups: list[dict] | None = None, lr: float | None = None, log: RunLog | None = None,
 ) -> list[float]:
     """Train the task weights on the whole training set with the alphas fixed (the same loop
     serves vanilla finetuning and every baseline); return the training losses. A method that
     passes its own `groups` (e.g. joint training, which includes the alphas) decides what trains.
-    `cfg.epochs == 0` skips the phase: the model is evaluated as the search left it."""
+    `cfg.epochs == 0` skips the phase: the model is evaluated as the search left it. With a `log`,
+    the loop's curves go to it under `finetune/`."""
     cfg.validate()
     if cfg.epochs == 0:
         return []
@@ -143,4 +150,5 @@ def finetune_phase(
         groups = decay_groups(named_task_parameters(model), cfg.weight_decay)
     steps = num_steps(len(train), cfg.batch_size, cfg.epochs, cfg.max_steps)
     loader = make_loader(train, tokenizer, cfg.batch_size, shuffle=True, seed=seed)
-    return train_loop(model, loader, groups, cfg, steps, lr or cfg.lr, hooks=hooks)
+    return train_loop(model, loader, groups, cfg, steps, lr or cfg.lr, hooks=hooks,
+                      log=None if log is None else log.scoped("finetune"))

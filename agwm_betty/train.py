@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed
 from agwm_betty.config import Config
+from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, total_norm
+from agwm_betty.mixup import alpha_parameters
 
 
 class DivergenceError(RuntimeError):
@@ -155,6 +157,8 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.trained = [p for g in groups for p in g["params"]]
         self.data_parallel = distributed.setup(cfg.strategy, self.device)
+        self.grad_norm: torch.Tensor | None = None  # the last step's gradient norm, on the device
+        self.measure_grad_norm = False  # without clipping, take the norm anyway (a log step)
 
     def __call__(self, batch: dict, step: int) -> float:
         """Train on `batch` (step number `step`); return its loss."""
@@ -171,7 +175,9 @@ class TrainStep:
             scaler.unscale_(optimizer)
         self.hooks.after_backward(self.model, step)
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.trained, self.cfg.max_grad_norm)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.trained, self.cfg.max_grad_norm)
+        elif self.measure_grad_norm:
+            self.grad_norm = total_norm(p.grad for p in self.trained)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
@@ -192,9 +198,15 @@ def train_loop(
     lr: float,
     hooks: Hooks | None = None,
     phase: str = "finetune phase",
+    log: RunLog | None = None,
 ) -> list[float]:
-    """Train `model` for `steps` optimiser steps over `loader` (cycled); return the losses."""
+    """Train `model` for `steps` optimiser steps over `loader` (cycled); return the losses. With a
+    `log`, every `cfg.log_every`-th step logs the loss, the lr, the gradient norm and, when the loop
+    trains alphas (joint), alpha per layer group."""
     train_step = TrainStep(model, groups, cfg, steps, lr, hooks, phase)
+    trained = {id(p) for p in train_step.trained}
+    alpha_start = (alpha_reference(model) if log is not None and any(id(p) in trained for p in alpha_parameters(model))
+                   else None)
     if train_step.data_parallel:
         loader = distributed.ShardedLoader(loader)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
@@ -202,8 +214,13 @@ def train_loop(
     model.train()
     bar = tqdm(range(steps), desc=phase, leave=False, disable=not cfg.progress, dynamic_ncols=True)
     for step in bar:
+        due = log is not None and log.due(step + 1)
+        train_step.measure_grad_norm, lr_now = due, train_step.scheduler.get_last_lr()[0]
         losses.append(train_step(next(batches), step))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        if due:
+            log.log({"loss": losses[-1], "lr": lr_now, "grad_norm": train_step.grad_norm,
+                     "alpha": alpha_curves(model, alpha_start) if alpha_start else None}, step=step + 1)
     return losses
 
 

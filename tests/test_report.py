@@ -346,7 +346,7 @@ def test_plots_are_png_files(df, tmp_path):
 
 
 def test_layer_order_is_network_order():
-    ordered = sorted(LAYERS + ["classifier"], key=report._layer_key)
+    ordered = sorted(LAYERS + ["classifier"], key=report.layer_key)
     assert ordered == ["embeddings", "layer.0", "layer.1", "layer.2", "layer.10", "pooler",
                        "classifier"]
 
@@ -569,7 +569,7 @@ def test_html_page_holds_every_table_and_embeds_every_plot(runs_file, tmp_path):
 
 
 def test_html_keeps_escaped_pipes_code_and_paragraphs_and_refuses_a_missing_plot(tmp_path):
-    from agwm_betty.html_report import markdown_to_html
+    from agwm_betty.report.html import markdown_to_html
 
     page = markdown_to_html("# T\n\nsome `p` text\nwrapped <here>\n\n| m | a\\|b |\n|---|---:|\n| x | 1 ± 2 |\n", tmp_path)
     assert "<p>some <code>p</code> text wrapped &lt;here&gt;</p>" in page and "<h1>T</h1>" in page

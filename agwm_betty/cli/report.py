@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err} (each line of a runs file is one JSON record)", file=sys.stderr)
         return 2
     if args.html:
-        from agwm_betty.html_report import write_html
+        from agwm_betty.report.html import write_html
 
         written.append(write_html(written[0]))
     if not args.quiet:

@@ -36,10 +36,13 @@ class TwoPhase(Method):
         if ctx.alphas_from is not None:
             return self.run_from_saved(ctx, model)
         alphas_before = alpha_factors(model)
-        search = search_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, learn_alpha=self.learn_alpha)
+        search = search_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, learn_alpha=self.learn_alpha,
+                              log=ctx.log)
+        if ctx.log is not None and ctx.log.report_to != "none":  # dev metrics as the search left the model
+            ctx.log.log(ctx.evaluate(model), tag="eval/search", step=search.steps_per_split)
         saved = reuse.capture(search.state) if self.mixup else None  # with the finetune phase's random state
         started = time.perf_counter()
-        losses = finetune_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed)
+        losses = finetune_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, log=ctx.log)
         times = {"search": search.seconds, "finetune": time.perf_counter() - started}
         steps = {"search": search.steps_per_split * cfg.K, "search_per_split": search.steps_per_split,
                  "finetune": len(losses)}
@@ -54,7 +57,7 @@ class TwoPhase(Method):
             raise ValueError(f"{self.name} has no alpha to reuse")
         reuse.apply(model, ctx.alphas_from, task_weights=ctx.reuse_task_weights)
         started = time.perf_counter()
-        losses = finetune_phase(model, ctx.train, ctx.tokenizer, ctx.cfg, seed=ctx.seed)
+        losses = finetune_phase(model, ctx.train, ctx.tokenizer, ctx.cfg, seed=ctx.seed, log=ctx.log)
         return self.result(ctx, model, {"finetune": time.perf_counter() - started}, {"finetune": len(losses)})
 
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from torch import nn
 
 from agwm_betty.config import TRAINING_FIELDS, Config
+from agwm_betty.curves import RunLog
 from agwm_betty.data import TaskSpec, make_loader
 from agwm_betty.metrics import compute_metrics
 from agwm_betty.mixup import HEAD_MODULES, alpha_summary
@@ -32,6 +33,7 @@ class RunContext:
     new_modules: list[str] = field(default_factory=list)
     alphas_from: SavedSearch | None = None  # agwm: finetune from this saved alpha, no search
     reuse_task_weights: bool = False  # with alphas_from: start from its searched task weights too
+    log: RunLog | None = None  # the run's curves (agwm_betty.curves); None: none kept
 
     def new_model(self) -> nn.Module:
         """A fresh PLM with the task head; the seed decides the head's init (and dropout masks)."""
@@ -126,7 +128,7 @@ class FinetuneMethod(Method):
         model = self.prepare(ctx.new_model(), ctx)
         losses = finetune_phase(
             model, ctx.train, ctx.tokenizer, ctx.cfg, seed=ctx.seed, hooks=self.hooks(model, ctx),
-            groups=self.param_groups(model, ctx), lr=self.learning_rate(ctx),
+            groups=self.param_groups(model, ctx), lr=self.learning_rate(ctx), log=ctx.log,
         )
         model = self.finalize(model, ctx)
         return model, {"finetune": time.perf_counter() - started}, {"finetune": len(losses)}

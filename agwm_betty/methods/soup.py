@@ -27,7 +27,8 @@ class Soup(Method):
         states, seconds, steps, seeds = [], 0.0, 0, []
         for i in range(ctx.cfg.soup_size):
             seeds.append(member_seed(ctx.seed, i))
-            model, times, member_steps = vanilla.train(dataclasses.replace(ctx, seed=seeds[-1]))
+            log = None if ctx.log is None else ctx.log.scoped(f"member{i}")
+            model, times, member_steps = vanilla.train(dataclasses.replace(ctx, seed=seeds[-1], log=log))
             states.append(snapshot(model))
             seconds += times["finetune"]
             steps += member_steps["finetune"]

@@ -2,8 +2,8 @@
 an HTML table and every plot embedded as a data URI, so it opens in a browser offline and can be
 mailed as one file.
 
-Reads only the markdown that `report.render_report` writes: headings, paragraphs with `code`,
-pipe tables (`report.to_markdown`) and image lines `![alt](file.png)` naming files beside it.
+Reads only the markdown that `render.render_report` writes: headings, paragraphs with `code`,
+pipe tables (`tables.to_markdown`) and image lines `![alt](file.png)` naming files beside it.
 """
 from __future__ import annotations
 

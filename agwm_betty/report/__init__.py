@@ -1,0 +1,44 @@
+"""Aggregate runs.jsonl records into the paper's tables (ours beside the paper's) and figures.
+
+One idea per module, each importing its siblings directly (never this package):
+`names` (task names, method labels, row order), `records` (reading runs.jsonl, selecting runs,
+pairing arms by seed), `stats` (chance, t-tests, summaries, paired differences, cost), `tables`
+(the paper's layouts, markdown), `alpha` (signal and alpha-pattern tables from the diagnostics),
+`figures` (matplotlib plots), `render` (tables.md, CSVs and figures in one folder) and `html`
+(that folder as one self-contained page). scipy and matplotlib load only when a p-value or a
+figure is computed.
+"""
+from agwm_betty.report.alpha import (
+    PATTERNS, SIGNAL_KEYS, alpha_pattern_table, pattern_correlations, signal_runs, signal_table,
+)
+from agwm_betty.report.figures import (
+    figure, layer_key, plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal,
+)
+from agwm_betty.report.html import markdown_to_html, write_html
+from agwm_betty.report.names import (
+    ABLATION_METHODS, METHOD_ORDER, TASK_NAMES, file_label, label_key, method_label, n_name, task_key,
+    task_name,
+)
+from agwm_betty.report.records import (
+    REQUIRED, load_records, load_runs, pair_by_seed, read_records, select,
+)
+from agwm_betty.report.render import LEGEND, render_report, write_report
+from agwm_betty.report.stats import (
+    CHANCE, CHANCE_TOL, DEFAULT_METRIC, RECORD_CHANCE_TOL, chance_level, is_degenerate, paired_differences,
+    paired_p, paired_summary, relative_cost, summary_table, welch_p,
+)
+from agwm_betty.report.tables import (
+    PAPER, ablation_table, average_table, fmt_p, fmt_paper, task_table, to_markdown,
+)
+
+__all__ = [
+    "ABLATION_METHODS", "CHANCE", "CHANCE_TOL", "DEFAULT_METRIC", "LEGEND", "METHOD_ORDER", "PAPER",
+    "PATTERNS", "RECORD_CHANCE_TOL", "REQUIRED", "SIGNAL_KEYS", "TASK_NAMES",
+    "ablation_table", "alpha_pattern_table", "average_table", "chance_level", "figure", "file_label",
+    "fmt_p", "fmt_paper", "is_degenerate", "label_key", "layer_key", "load_records", "load_runs",
+    "markdown_to_html", "method_label", "n_name", "pair_by_seed", "paired_differences", "paired_p",
+    "paired_summary", "pattern_correlations", "plot_alpha_hist", "plot_alpha_layers",
+    "plot_metric_boxes", "plot_signal", "read_records", "relative_cost", "render_report", "select",
+    "signal_runs", "signal_table", "summary_table", "task_key", "task_name", "task_table",
+    "to_markdown", "welch_p", "write_html", "write_report",
+]

@@ -1,0 +1,58 @@
+"""Names and order of a report's rows: task display names, method labels and their sort keys."""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+TASK_NAMES = {
+    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B",
+    "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE",
+}
+METHOD_ORDER = (
+    "vanilla", "agwm", "joint", "random-alpha", "vanilla-matched", "mixout", "r3f", "rdrop",
+    "reinit", "child-tuning-d", "dps", "lora", "prefix", "prompt", "soup",
+)
+ABLATION_METHODS = ("agwm", "vanilla", "joint", "random-alpha", "vanilla-matched")
+
+
+def method_label(record: Mapping[str, Any]) -> str:
+    """Row label of a record: its method, plus σ for random-alpha so each σ is its own row, and a
+    mark for a run that reused a saved alpha (`--alphas-from`) instead of searching."""
+    method = str(record["method"])
+    hparams = record.get("hparams")
+    if method == "random-alpha" and isinstance(hparams, Mapping) and hparams.get("sigma") is not None:
+        return f"random-alpha (σ={float(hparams['sigma']):g})"
+    reused = record.get("alphas_from")
+    if isinstance(reused, Mapping):
+        return f"{method} (saved alpha{' + W' if reused.get('task_weights') else ''})"
+    return method
+
+
+def file_label(label: str) -> str:
+    """A row label as a file-name part: `random-alpha (σ=0.005)` -> `random-alpha_sigma0.005`."""
+    return label.replace(" (σ=", "_sigma").replace(" (", "_").replace(")", "").replace(" ", "_")
+
+
+def label_key(label: str) -> tuple:
+    """Sort labels in METHOD_ORDER, random-alpha rows by σ, a saved-alpha rerun after its method,
+    unknown methods last by name."""
+    match = re.fullmatch(r"(.+?)(?: \(σ=(.+)\)| \((saved alpha.*)\))?", label)
+    base, sigma, saved = match.group(1), match.group(2), match.group(3)
+    rank = METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)
+    return (rank, base, float(sigma) if sigma else -1.0, saved or "")
+
+
+def task_key(task: str) -> tuple:
+    """Sort tasks in the GLUE order of TASK_NAMES, custom tasks after by name."""
+    names = list(TASK_NAMES)
+    return (names.index(task) if task in names else len(names), task)
+
+
+def task_name(task: str) -> str:
+    """Display name of a task (GLUE spelling for GLUE tasks)."""
+    return TASK_NAMES.get(task, task)
+
+
+def n_name(n: int) -> str:
+    """Display a training-set size; 0 means the full training set."""
+    return "full" if int(n) == 0 else str(int(n))

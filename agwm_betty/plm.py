@@ -6,6 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
+from agwm_betty.weights import SPLIT_PLMS, is_assembled, model_dir
+
 PLM_REGISTRY: dict[str, str] = {
     "bert-large": "bert-large-cased",  # the authors' choice
     "roberta-large": "roberta-large",
@@ -13,6 +15,8 @@ PLM_REGISTRY: dict[str, str] = {
     "bart-large": "facebook/bart-large",
     "xlnet-large": "xlnet-large-cased",
     "minilm": "<embedded all-MiniLM-L6-v2>",
+    "mpnet-base": "<opt-in all-mpnet-base-v2: bash scripts/setup.sh --plm mpnet-base>",
+    "mpnet-base-bf16": "<opt-in all-mpnet-base-v2, weights rounded to bf16: bash scripts/setup.sh --plm mpnet-base-bf16>",
 }
 DEFAULT_PLM = "minilm"
 
@@ -32,6 +36,8 @@ def resolve_plm(name: str) -> str:
     """Registry name -> HF id or local path; anything else is passed through as an HF id or directory."""
     if name == "minilm":
         return str(embedded_model_path())
+    if name in SPLIT_PLMS:  # assembled by the opt-in setup (agwm_betty/weights.py)
+        return str(model_dir(SPLIT_PLMS[name]))
     return PLM_REGISTRY.get(name, name)
 
 
@@ -71,6 +77,10 @@ def check_plm(name: str) -> str:
     from transformers import AutoConfig
 
     path = resolve_plm(name)
+    if name in SPLIT_PLMS:
+        if not is_assembled(SPLIT_PLMS[name]):
+            raise PLMError(f"PLM {name!r} is not installed (opt-in): run bash scripts/setup.sh --plm {name}")
+        return path
     if os.path.isdir(path):
         return path
     try:
@@ -79,6 +89,12 @@ def check_plm(name: str) -> str:
     except (OSError, ValueError):
         pass
     if not _hub_reachable():
+        if name in PLM_REGISTRY:
+            raise PLMError(
+                f"PLM {name!r} is a registry name ({path}), but its weights are neither in the local HF "
+                f"cache nor reachable: the HF hub does not answer. Offline, use minilm, mpnet-base (after "
+                f"bash scripts/setup.sh --plm mpnet-base) or a local model directory."
+            )
         raise PLMError(
             f"unknown PLM {name!r}: not a registry name, not a local directory, not in the local HF "
             f"cache, and the HF hub is unreachable.\nKnown names: {_registry_listing()}."
@@ -103,7 +119,7 @@ def load_plm(name: str, num_labels: int, is_regression: bool = False):
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    path = resolve_plm(name)
+    path = check_plm(name)  # an opt-in PLM not installed, or an unreachable one: one clear line
     kwargs = {"num_labels": num_labels}
     if is_regression:
         kwargs["problem_type"] = "regression"

@@ -57,3 +57,36 @@ def test_embedded_minilm_with_unit_alphas_equals_the_plain_model_and_merges_back
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_opt_in_mpnet_without_its_setup_says_in_one_line_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("AGWM_CACHE", str(tmp_path))  # an empty cache: nothing assembled
+    assert resolve_plm("mpnet-base") == str(tmp_path / "plms" / "all-mpnet-base-v2")
+    for load in (load_tokenizer, lambda name: load_plm(name, num_labels=2)):
+        with pytest.raises(PLMError) as err:
+            load("mpnet-base")
+        assert str(err.value) == "PLM 'mpnet-base' is not installed (opt-in): run bash scripts/setup.sh --plm mpnet-base"
+
+
+def test_opt_in_mpnet_fails_the_cli_with_exit_2_and_one_line(monkeypatch, tmp_path, capsys):
+    from agwm_betty.cli.glue import main
+
+    monkeypatch.setenv("AGWM_CACHE", str(tmp_path))
+    code = main(["--plm", "mpnet-base", "--tasks", "rte", "--n", "8", "--seeds", "1", "--methods", "vanilla",
+                 "--output", str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: PLM 'mpnet-base' is not installed (opt-in): run bash scripts/setup.sh --plm mpnet-base"]
+
+
+def test_offline_a_registry_name_is_called_known_and_its_weights_unreachable(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import; the hub is unreachable
+    with pytest.raises(PLMError) as err:
+        load_tokenizer("bert-large")
+    message = str(err.value)
+    assert message.startswith("PLM 'bert-large' is a registry name (bert-large-cased), but its weights are "
+                              "neither in the local HF cache nor reachable")
+    assert "unknown" not in message and "not a registry name" not in message

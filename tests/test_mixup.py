@@ -6,7 +6,7 @@ from transformers import AutoModelForSequenceClassification
 
 from agwm_betty.mixup import (
     MixupLinear, alpha_parameters, alpha_state_dict, apply_mixup, clamp_alphas_, load_alphas,
-    merge_mixup, mixup_layers, save_alphas, task_parameters,
+    merge_mixup, mixup_layers, save_alphas, set_alphas_trainable, task_parameters,
 )
 from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
 
@@ -321,3 +321,130 @@ def test_module_alpha_means_are_the_means_of_the_effective_alpha_matrices(param)
     assert means.keys() == mixup_layers(model).keys()
     for name, layer in mixup_layers(model).items():
         assert means[name] == pytest.approx(layer.effective_alpha().double().mean().item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------- fused W~ (#25)
+
+
+@pytest.fixture
+def mixup_impl_restored():
+    """Lets a test switch the mixup implementation; restores the default afterwards."""
+    from agwm_betty.mixup import mixup_impl, set_mixup_impl
+
+    before = mixup_impl()
+    yield set_mixup_impl
+    set_mixup_impl(before)
+
+
+def loss_and_grads(model, arch, impl, set_impl):
+    """Logits and the gradients of every W, alpha1, alpha2 under `impl`, from one forward/backward."""
+    set_impl(impl)
+    model.zero_grad(set_to_none=True)
+    out = model(**tiny_batch(arch)).logits
+    out.pow(2).sum().backward()
+    grads = {f"{n}.{w}": getattr(m, w).grad.clone() for n, m in mixup_layers(model).items()
+             for w in ("weight", "alpha1", "alpha2") if getattr(m, w).grad is not None}
+    return out.detach(), grads
+
+
+def assert_all_close(got, want, rtol):
+    for key in want:
+        scale = want[key].abs().max().clamp_min(1e-30)
+        assert ((got[key] - want[key]).abs().max() / scale).item() <= rtol, key
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("rank", [1, 3])
+def test_fused_mixup_equals_the_dense_formula_and_its_gradients_in_float64(arch, rank, mixup_impl_restored):
+    model = apply_mixup(tiny_model(arch).double(), rank=rank)
+    perturb_task_weights(model)
+    set_alphas(model)
+    dense_out, dense_grads = loss_and_grads(model, arch, "dense", mixup_impl_restored)
+    fused_out, fused_grads = loss_and_grads(model, arch, "fused", mixup_impl_restored)
+    assert len(fused_grads) == 3 * len(mixup_layers(model)) == len(dense_grads)
+    torch.testing.assert_close(fused_out, dense_out, rtol=1e-6, atol=0)
+    assert_all_close(fused_grads, dense_grads, rtol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["product", "convex"])
+@pytest.mark.parametrize("param", ["clamp", "sigmoid"])
+@pytest.mark.parametrize("conv1d", [False, True])
+def test_fused_mix_passes_gradcheck_for_every_form_parameterisation_and_layout(form, param, conv1d):
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    base = Conv1D(4, 5) if conv1d else torch.nn.Linear(5, 4)
+    layer = MixupLinear(base.double(), rank=2, init_mean=0.6, init_std=0.2, form=form, param=param)
+    assert layer.fan_in_fan_out == conv1d
+
+    def weight(w, a1, a2):
+        layer.weight, layer.alpha1, layer.alpha2 = w, a1, a2
+        return layer.fused_weight()
+
+    inputs = (torch.nn.Parameter(layer.weight.detach() + 0.1), layer.alpha1, layer.alpha2)
+    assert torch.autograd.gradcheck(weight, inputs)
+
+
+def test_fused_mix_keeps_no_out_by_in_temporary_for_the_backward():
+    torch.manual_seed(0)
+    layer = MixupLinear(torch.nn.Linear(64, 48), rank=1, init_mean=0.9, init_std=0.05)
+    weight = layer.fused_weight()
+    saved = weight.grad_fn.saved_tensors
+    big = [t for t in saved if t.numel() == weight.numel()]
+    assert len(big) == 2
+    assert {t.data_ptr() for t in big} == {layer.weight.data_ptr(), layer.weight0.data_ptr()}
+
+
+def test_fused_mix_gives_the_gradient_asked_for_alone(mixup_impl_restored):
+    torch.manual_seed(0)
+    layer = MixupLinear(torch.nn.Linear(6, 5), rank=2, init_mean=0.7, init_std=0.1)
+    x = torch.randn(3, 6)
+    wanted = {}
+    for impl in ("dense", "fused"):
+        mixup_impl_restored(impl)
+        wanted[impl] = torch.autograd.grad(layer(x).sum(), [layer.alpha1])[0]
+    torch.testing.assert_close(wanted["fused"], wanted["dense"])
+    layer.weight.requires_grad_(False)
+    layer(x).sum().backward()
+    assert layer.weight.grad is None and layer.alpha2.grad is not None
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_frozen_alpha_finetune_path_caches_coefficients_and_matches_the_formula_in_float64(arch):
+    model = apply_mixup(tiny_model(arch).double(), rank=2)
+    perturb_task_weights(model)
+    set_alphas(model)
+    set_alphas_trainable(model, False)
+    reference = dense_reference(model, tiny_model(arch).double())
+    for _ in range(2):  # the second step reads the cached coefficients
+        model.zero_grad(set_to_none=True)
+        reference.zero_grad(set_to_none=True)
+        out = model(**tiny_batch(arch)).logits
+        out.pow(2).sum().backward()
+        want = reference(**tiny_batch(arch)).logits
+        want.pow(2).sum().backward()
+        torch.testing.assert_close(out, want, rtol=1e-6, atol=0)
+        for name, layer in mixup_layers(model).items():
+            # dW of W~ = A * W + B * W0 is A * dW~, and dW~ is the plain model's weight gradient
+            a = (layer.alpha1 @ layer.alpha2 / 2)
+            a = a.t() if layer.fan_in_fan_out else a
+            torch.testing.assert_close(layer.weight.grad, a * reference.get_submodule(name).weight.grad,
+                                       rtol=1e-6, atol=1e-12)
+    layer = next(iter(mixup_layers(model).values()))
+    cached = layer._frozen_cache
+    model(**tiny_batch(arch))
+    assert layer._frozen_cache is cached  # unchanged alphas: not recomputed
+    set_alphas(model, 0.5)
+    model(**tiny_batch(arch))
+    assert layer._frozen_cache is not cached
+    set_alphas_trainable(model, True)
+    model(**tiny_batch(arch)).logits.sum().backward()
+    assert layer.alpha1.grad is not None  # trainable again: the fused path, not the cache
+
+
+def test_unknown_mixup_impl_is_refused():
+    from agwm_betty.mixup import MIXUP_IMPLS, set_mixup_impl
+
+    assert MIXUP_IMPLS == ("fused", "dense")
+    with pytest.raises(ValueError, match="fused, dense"):
+        set_mixup_impl("triton")

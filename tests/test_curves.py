@@ -1,5 +1,6 @@
 """Spec of a run's curves (agwm_betty.curves): the curves file every run writes, TensorBoard through
 Betty's logger in the run's own directory, --report-to and --log-every."""
+import json
 import sys
 from pathlib import Path
 
@@ -155,3 +156,33 @@ def test_scoped_views_share_one_curves_file(tmp_path):
     paths = log.close()
     assert read_curves(tmp_path / paths["curves_file"]) == {
         "finetune/loss": ([2], [0.25]), "search/split0/inner/loss": ([2], [0.5])}
+
+
+def test_the_report_opens_on_the_outer_level_and_draws_the_curves_beside_old_records(agwm_tensorboard, tmp_path):
+    from agwm_betty.cli.report import main
+
+    record, out = agwm_tensorboard
+    old = {k: v for k, v in record.items() if k not in ("curves_file", "log_dir")}  # a record from before curves
+    runs = out / "runs.jsonl"
+    runs.write_text(json.dumps(record) + "\n" + json.dumps({**old, "seed": 1, "run_id": "older"}) + "\n")
+    assert main([str(runs), "--out", str(tmp_path), "--html", "--quiet"]) == 0
+    tables = (tmp_path / "tables.md").read_text()
+    assert tables.index("## Did the outer level move, and where?") < tables.index("## PLM")
+    opening = tables.split("## Did the outer level move, and where?")[1].split("## PLM")[0]
+    (row,) = [line for line in opening.splitlines() if line.startswith("| synthetic |")]  # one run had curves
+    assert "| agwm | 1 |" in row and any(f"| {group} (" in row for group in GROUPS)
+    for figure in ("curves_synthetic_n300_loss.png", "curves_synthetic_n300_alpha.png"):
+        assert (tmp_path / figure).is_file() and f"]({figure})" in tables
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64") >= 2 and "alpha curves, synthetic" in page.lower()
+
+
+def test_a_report_of_records_without_curves_says_so_and_still_has_its_tables(tmp_path):
+    from agwm_betty.report import write_report
+
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("".join(json.dumps({"task": "rte", "n": 300, "method": m, "seed": s, "metric": 60.0 + s,
+                                        "run_id": f"{m}{s}"}) + "\n" for m in ("vanilla", "agwm") for s in (0, 1)))
+    tables = write_report([runs], tmp_path)[0].read_text()
+    assert "No run here has alpha curves" in tables and "#### Methods per task" in tables
+    assert not list(tmp_path.glob("curves_*.png"))

@@ -8,6 +8,7 @@ from typing import Iterable
 import pandas as pd
 
 from agwm_betty.report.alpha import alpha_pattern_table, signal_table
+from agwm_betty.report.curves import curves_section, outer_level_section
 from agwm_betty.report.figures import plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal
 from agwm_betty.report.names import file_label, label_key, n_name
 from agwm_betty.report.records import load_runs
@@ -84,14 +85,15 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
         if made is not None:
             written.append(made)
             md += [f"![{name[:-4]}]({made.name})", ""]
-    return md, written
+    section, files = curves_section(df, out, prefix)
+    return md + section, written + files
 
 
 def render_report(df: pd.DataFrame, out_dir: str | Path) -> tuple[str, list[Path]]:
     """Write CSVs and plots for loaded runs into ``out_dir``; return the markdown and the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md, written = ["# Results\n", LEGEND, ""], []
+    md, written = ["# Results\n", *outer_level_section(df), LEGEND, ""], []
     if "plm" in df and not df.empty:
         plm_of = df["plm"].fillna("unspecified").astype(str)
         groups = [(plm, df[plm_of == plm]) for plm in sorted(plm_of.unique())]

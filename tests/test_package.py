@@ -90,3 +90,17 @@ def test_offline_a_registry_name_is_called_known_and_its_weights_unreachable(mon
     assert message.startswith("PLM 'bert-large' is a registry name (bert-large-cased), but its weights are "
                               "neither in the local HF cache nor reachable")
     assert "unknown" not in message and "not a registry name" not in message
+
+
+def test_mixup_on_mpnet_mixes_attention_q_k_v_o_and_the_ffn_but_not_its_head():
+    from agwm_betty.mixup import mixup_targets
+    from tiny_models import tiny_model
+
+    model = tiny_model("mpnet")
+    per_layer = ["attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
+                 "intermediate.dense", "output.dense"]
+    expected = [f"mpnet.encoder.layer.{i}.{m}" for i in range(2) for m in per_layer]
+    assert mixup_targets(model) == expected  # classifier.dense and classifier.out_proj are the new head
+    apply_mixup(model)
+    assert sorted(mixup_layers(model)) == sorted(expected)
+    assert type(model.classifier.dense).__name__ == type(model.classifier.out_proj).__name__ == "Linear"

@@ -111,16 +111,16 @@ def test_pieces_out_of_order_are_refused(fake):
 
 def test_an_interrupted_assembly_leaves_nothing_that_passes_the_check(fake, monkeypatch):
     spec, root = fake
-    real_check = weights._check
+    real_check = weights.check_weights
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # as if ^C arrived after unzipping, before the check finished
 
-    monkeypatch.setattr(weights, "_check", interrupted)
+    monkeypatch.setattr(weights, "check_weights", interrupted)
     with pytest.raises(KeyboardInterrupt):
         install("fake", root=root)
     assert not model_dir(spec, root).exists() and not is_assembled(spec, root)
-    monkeypatch.setattr(weights, "_check", real_check)
+    monkeypatch.setattr(weights, "check_weights", real_check)
     assert is_assembled(spec, root) is False
     install("fake", root=root)
     assert is_assembled(spec, root)
@@ -211,3 +211,26 @@ def test_cache_root_follows_agwm_cache_then_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert weights.cache_root() == tmp_path / "x" / "agwm-betty"
     assert os.path.commonpath([weights.cache_root(), tmp_path]) == str(tmp_path)
+
+
+def test_the_command_assembles_once_then_says_it_already_has(fake, monkeypatch, capsys):
+    from agwm_betty.cli.weights import main
+
+    spec, root = fake
+    monkeypatch.setenv("AGWM_CACHE", str(root))
+    assert main(["fake"]) == 0
+    assert capsys.readouterr().out.strip() == f"{model_dir(spec, root)}: assembled, {WEIGHTS_FILE} SHA-256 {spec.sha256}"
+    assert main(["fake"]) == 0
+    assert "already assembled" in capsys.readouterr().out
+    assert main(["fake", "--verify"]) == 0
+
+
+def test_the_command_refuses_a_wrong_sha_with_exit_2_and_one_line(fake, monkeypatch, capsys):
+    from agwm_betty.cli.weights import main
+
+    spec, root = fake
+    monkeypatch.setenv("AGWM_CACHE", str(root))
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", dataclasses.replace(spec, sha256="0" * 64))
+    assert main(["fake"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: fake: model.safetensors has SHA-256 ")

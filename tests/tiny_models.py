@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from transformers import (
-    BartConfig, BertConfig, DebertaConfig, DebertaV2Config, GPT2Config, RobertaConfig, XLNetConfig,
+    BartConfig, BertConfig, DebertaConfig, DebertaV2Config, GPT2Config, MPNetConfig, RobertaConfig, XLNetConfig,
     AutoModelForSequenceClassification,
 )
 
@@ -24,6 +24,9 @@ CONFIGS = {
     "xlnet": lambda: XLNetConfig(vocab_size=100, d_model=32, n_layer=2, n_head=4, d_inner=37),
     "gpt2": lambda: GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64,
                                pad_token_id=0, bos_token_id=2, eos_token_id=2),
+    # all-mpnet-base-v2's architecture (--plm mpnet-base): attention is attn.q/k/v/o, the head
+    # classifier.dense + classifier.out_proj, and no pooler in the sequence classifier
+    "mpnet": lambda: MPNetConfig(**SMALL, pad_token_id=1),  # 32 relative buckets: MPNet hard-codes them
 }
 ARCHITECTURES = tuple(CONFIGS)
 

@@ -13,6 +13,8 @@ Examples (agwm-glue and python experiments/glue.py are the same program):
       --text-columns text --label-column label --methods vanilla,agwm --n 0
   agwm-glue --tasks rte --seeds 1 --methods agwm --save-alphas --output runs/a       # search once
   agwm-glue --tasks rte --seeds 1 --methods agwm --alphas-from runs/a/alphas/<file>.pt  # reuse, no search
+  agwm-glue --plm bert-large --n 300 --workers 8            # 8 processes over the visible GPUs, one runs.jsonl
+  agwm-glue --plm bert-large --n 300 --shard $SLURM_ARRAY_TASK_ID/16   # in a job array --array=0-15
 """
 from __future__ import annotations
 
@@ -33,6 +35,27 @@ def seeds_arg(value: str) -> tuple[int, ...]:
     if count < 1:
         raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {count}")
     return tuple(range(count))
+
+
+def workers_arg(value: str) -> int:
+    """'4' -> 4 worker processes (an integer >= 1)."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--workers takes an integer >= 1, got {value!r}")
+    return count
+
+
+def shard_arg(value: str) -> tuple[int, int]:
+    """'2/8' -> (2, 8): shard 2 of 8, 0-based."""
+    from agwm_betty.workers import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def comma_list(value: str) -> tuple[str, ...]:
@@ -78,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --alphas-from: also start from the file's searched task weights and random "
                             "state, so the finetune phase replays the searching run's (same task, n, seed)")
     sweep.add_argument("--output", type=Path, default=Path("runs"), help="folder of runs.jsonl (default ./runs)")
+
+    procs = parser.add_argument_group("several processes (one runs.jsonl, resumable as one sweep)")
+    procs.add_argument("--workers", type=workers_arg, default=1, metavar="N",
+                       help="run the sweep's runs in N processes at once, taken seed by seed (seed, task, "
+                            "method) so a cut sweep leaves whole paired seeds. Each process is pinned to one "
+                            "visible GPU, round-robin (CUDA_VISIBLE_DEVICES picks them; N may exceed them, "
+                            "several processes then share a GPU); on CPU each gets cores / N torch threads, or "
+                            "$OMP_NUM_THREADS. A failed run is reported, the others go on, and the exit status "
+                            "is 1. (default 1: one process, task by task)")
+    procs.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
+                       help="run only shard I of N of the sweep, I 0-based (0 .. N-1), e.g. --shard "
+                            "$SLURM_ARRAY_TASK_ID/8 in a job array --array=0-7. The seed-major run list is "
+                            "dealt to the N shards the same way whatever is already recorded, so shards never "
+                            "overlap and together make the sweep; they may write to one --output at once")
 
     custom = parser.add_argument_group("custom dataset (instead of GLUE tasks)")
     custom.add_argument("--train-file", help="training set: .csv, .tsv or .jsonl")
@@ -126,12 +163,13 @@ def experiment_from_args(args: argparse.Namespace):
     return Experiment(plm=args.plm, tasks=tuple(t.lower() for t in args.tasks), methods=args.methods, n=args.n,
                       seeds=args.seeds, output=args.output, data_dir=args.data_dir, custom=custom,
                       heldout=args.heldout, save_models=args.save_models, save_alphas=args.save_alphas,
-                      alphas_from=args.alphas_from, reuse_task_weights=args.reuse_task_weights, cfg=cfg)
+                      alphas_from=args.alphas_from, reuse_task_weights=args.reuse_task_weights, cfg=cfg,
+                      workers=args.workers, shard=args.shard)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from agwm_betty.experiment import run_sweep
+    from agwm_betty.experiment import SweepError, run_sweep
     from agwm_betty.train import DivergenceError
 
     try:
@@ -139,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DivergenceError) as err:  # DataError, PLMError, bad config: a message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SweepError as err:  # each failure was reported as it happened, with its traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are in runs.jsonl; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -139,6 +140,40 @@ def test_duplicate_run_id_across_files_keeps_first_and_warns(tmp_path):
         df = report.load_runs([a, b])
     assert len(df) == 2
     assert df.loc[df.run_id == first["run_id"], "metric"].tolist() == [first["metric"]]
+
+
+def test_load_records_keeps_the_first_of_a_run_recorded_twice_and_names_each_source(tmp_path):
+    first, second = records()[0], {**records()[0], "metric": -99.0}
+    a = write_jsonl(tmp_path / "a.jsonl", [first])
+    b = write_jsonl(tmp_path / "b.jsonl", [second, records()[1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warn=False: a known double launch is no news
+        loaded = report.load_records([a, b], warn=False)
+    assert [r["metric"] for r in loaded] == [first["metric"], records()[1]["metric"]]
+    assert [r["source"] for r in loaded] == [f"{a}:1", f"{b}:2"]
+    with pytest.warns(UserWarning, match="duplicate run_id"):
+        report.load_records([a, b])
+
+
+def test_select_matches_fields_any_of_a_collection_and_hparams():
+    recs = records()
+    assert len(report.select(recs, task="cola", n=300, method="random-alpha")) == 3 + 4
+    assert len(report.select(recs, task=("cola", "rte"), n=1000, method="agwm")) == 3 + 1
+    sigma_01 = report.select(recs, hparams={"sigma": 0.1})
+    assert len(sigma_01) == 4 + 4 and {r["task"] for r in sigma_01} == {"cola", "rte"}
+    assert len(report.select(recs, method="vanilla", hparams={"sigma": None})) == 4 + 4 + 3 + 3  # missing is None
+    assert report.select(recs, method="vanilla", hparams={"K": 3}) == []
+
+
+def test_pair_by_seed_keeps_shared_seeds_in_order_with_each_seeds_first_numeric_metric():
+    a = [{"seed": 2, "metric": 5.0}, {"seed": 0, "metric": None}, {"seed": 0, "metric": 1.0},
+         {"seed": 1, "metric": 3.0}, {"seed": 0, "metric": 9.0}, {"seed": 4, "metric": float("nan")}]
+    b = [{"seed": 1, "metric": 2.0}, {"seed": 0, "metric": 0.5}, {"seed": 3, "metric": 7.0}, {"seed": 4, "metric": 1.0}]
+    seeds, x, y = report.pair_by_seed(a, b)
+    assert seeds == [0, 1, 4]
+    np.testing.assert_array_equal(x, [1.0, 3.0, np.nan])
+    np.testing.assert_array_equal(y, [0.5, 2.0, 1.0])
+    assert report.pair_by_seed(a, [])[0] == []
 
 
 # ---------------------------------------------------------------- statistics

@@ -9,22 +9,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agwm_betty.report import load_runs
+import numpy as np
+
+from agwm_betty.report import load_records, pair_by_seed, select
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(task: str = "stsb", gpu_runs: str = "gpu/runs.jsonl") -> None:
-    gpu, cpu = (load_runs([ROOT / p]) for p in (gpu_runs, "stage2/dev/runs.jsonl"))
+    gpu, cpu = (load_records([ROOT / p]) for p in (gpu_runs, "stage2/dev/runs.jsonl"))
     for method in ("vanilla-matched", "random-alpha", "vanilla", "agwm"):
-        rows = [df[(df["task"] == task) & (df["n"] == 300) & (df["method"] == method)] for df in (gpu, cpu)]
-        hypergradients = [set(r["hparams"].map(lambda h: h.get("hypergradient"))) for r in rows]
+        rows = [select(runs, task=task, n=300, method=method) for runs in (gpu, cpu)]
+        hypergradients = [{r["hparams"].get("hypergradient") for r in runs} for runs in rows]
         if hypergradients[0] != hypergradients[1]:  # another outer level is another method
             print(f"{task} {method}: not comparable, hypergradient {hypergradients[0]} against {hypergradients[1]}")
             continue
-        a, b = (r.set_index("seed")["metric"] for r in rows)
-        diff = (a - b).dropna().abs()
-        print(f"{task} {method}: {len(diff)} seeds, mean |GPU - CPU| {diff.mean():.2f}, max {diff.max():.2f}")
+        _, a, b = pair_by_seed(*rows)
+        diff = np.abs(a - b)[~np.isnan(a - b)]
+        mean, top = (diff.mean(), diff.max()) if len(diff) else (np.nan, np.nan)
+        print(f"{task} {method}: {len(diff)} seeds, mean |GPU - CPU| {mean:.2f}, max {top:.2f}")
 
 
 if __name__ == "__main__":

@@ -17,28 +17,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
-import numpy as np
-
-from agwm_betty.report import fmt_p, paired_summary, pattern_correlations
+from agwm_betty.report import fmt_p, load_records, pair_by_seed, paired_summary, pattern_correlations, select
 
 HERE = Path(__file__).parent
 BASE = "agwm"  # arm labels list the hyperparameters that differ from this method's paper setting
 SCREEN_SEEDS = (100, 101)
 CONTROL, RANDOM, PAPER = "vanilla-matched", "random-alpha sigma=0.005", "agwm (paper)"
-
-
-def records(path: Path) -> list[dict]:
-    """The records of `path`, the first of each run_id (a run recorded twice is the same run)."""
-    by_id: dict[str, dict] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            by_id.setdefault(record["run_id"], record)
-    return list(by_id.values())
+PAPER_SETTING = {"hypergradient": "darts-paper", "alpha_lr": 2e-3, "alpha_form": "product", "alpha_param": "clamp",
+                 "alpha_init_mean": 1.0, "rank": 1, "outer_batch_size": 0, "unroll_steps": 1}
 
 
 def arm_label(record: dict, reference: dict) -> str:
@@ -68,11 +57,7 @@ def r_cell(correlations: list[float]) -> str:
 
 def paper_reference(rows: list[dict]) -> dict:
     """The hyperparameters of the paper-setting agwm arm (the labels list what differs from them)."""
-    paper = [r for r in rows if r["method"] == BASE and r["hparams"].get("hypergradient") == "darts-paper"
-             and r["hparams"].get("alpha_lr") == 2e-3 and r["hparams"].get("alpha_form") == "product"
-             and r["hparams"].get("alpha_param") == "clamp" and r["hparams"].get("alpha_init_mean") == 1.0
-             and r["hparams"].get("rank") == 1 and r["hparams"].get("outer_batch_size") == 0
-             and r["hparams"].get("unroll_steps") == 1 and not r["hparams"].get("repeat_inner_step")]
+    paper = [r for r in select(rows, method=BASE, hparams=PAPER_SETTING) if not r["hparams"].get("repeat_inner_step")]
     return paper[0]["hparams"] if paper else {}
 
 
@@ -136,20 +121,12 @@ def screen_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(runs: list[dict], reference: list[dict], task: str) -> tuple[list, list]:
-    """Metrics of the seeds both arms ran on `task`, in seed order."""
-    ref = {r["seed"]: r["metric"] for r in reference if r["task"] == task}
-    mine = {r["seed"]: r["metric"] for r in runs if r["task"] == task}
-    seeds = sorted(mine.keys() & ref.keys())
-    return [mine[s] for s in seeds], [ref[s] for s in seeds]
-
-
 def paired_cell(runs: list[dict], reference: list[dict], task: str) -> str:
     """mean difference (wins/seeds, paired p) on the seeds both ran."""
-    a, b = paired(runs, reference, task)
-    if not a or {r["run_id"] for r in runs} == {r["run_id"] for r in reference}:  # an arm against itself
+    seeds, a, b = pair_by_seed(select(runs, task=task), select(reference, task=task))
+    if not seeds or {r["run_id"] for r in runs} == {r["run_id"] for r in reference}:  # an arm against itself
         return ""
-    s = paired_summary(np.array(a), np.array(b))
+    s = paired_summary(a, b)
     return f"{s['mean_difference']:+.2f} ({s['wins']}/{s['seeds']}, p {fmt_p(s['p'])})"
 
 
@@ -212,7 +189,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="?", default=HERE / "runs.jsonl", type=Path)
     parser.add_argument("--out", default=HERE / "table.md", type=Path)
     args = parser.parse_args()
-    text = tables(records(args.runs))
+    text = tables(load_records([args.runs], warn=False))  # a run recorded twice is the same run
     args.out.write_text(text)
     print(text)
 

@@ -4,16 +4,17 @@
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
 
+from agwm_betty.report import load_records, pair_by_seed
+
 
 def main(path: Path) -> str:
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The table of the runs in `path`: a row per task and T, paired against T = 1 on the seeds both ran."""
     rows = {}
-    for r in records:
+    for r in load_records([path]):
         rows.setdefault((r["task"], r["hparams"]["unroll_steps"]), {})[r["seed"]] = r
     lines = ["| task | T | seeds | held-out metric, mean ± sd | paired diff. vs T = 1 (same seeds) | "
              "search s, mean | outer steps per split |", "|---|---|---|---|---|---|---|"]
@@ -21,8 +22,8 @@ def main(path: Path) -> str:
         metrics = [r["metric"] for r in by_seed.values()]
         sd = statistics.stdev(metrics) if len(metrics) > 1 else float("nan")
         base = rows.get((task, 1), {})
-        diffs = [by_seed[s]["metric"] - base[s]["metric"] for s in by_seed if s in base]
-        diff = (f"{statistics.mean(diffs):+.2f} (n = {len(diffs)})" if diffs and unroll != 1 else "")
+        seeds, a, b = pair_by_seed(by_seed.values(), base.values())
+        diff = (f"{(a - b).mean():+.2f} (n = {len(seeds)})" if seeds and unroll != 1 else "")
         search = statistics.mean(r["time"]["search"] for r in by_seed.values())
         per_split = by_seed[min(by_seed)]["steps"]["search_per_split"] // unroll
         name = next(iter(by_seed.values()))["metric_name"]

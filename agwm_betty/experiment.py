@@ -2,19 +2,15 @@
 finished run in `<output>/runs.jsonl`, written atomically so a sweep resumes where it died."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
-import json
 import os
 import platform
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -25,9 +21,8 @@ from agwm_betty.data import DataError, TaskSpec, get_task, heldout, load_custom,
 from agwm_betty.methods import RunContext, RunResult, get_method
 from agwm_betty.metrics import compute_metrics
 from agwm_betty.plm import load_plm, load_tokenizer
+from agwm_betty.records import RUNS_FILE, append_record, read_records, run_id  # noqa: F401 (also importable here)
 from agwm_betty.reuse import SavedSearch
-
-RUNS_FILE = "runs.jsonl"
 
 
 @dataclass
@@ -122,73 +117,6 @@ class TaskData:
     spec: TaskSpec
     train: object  # datasets.Dataset, untokenised (subsampled per seed)
     eval: object  # tokenised dev set
-
-
-def run_id(record: dict) -> str:
-    """Identity of a run: PLM, task, n, method, seed, the hyperparameters it depends on and, for a
-    run without search, the saved alpha it started from (by content).
-
-    A hyperparameter at today's `Config` default leaves the digest, so a field added later (which
-    must default to the behaviour before it existed) keeps older records resumable. Records store
-    every value, so a changed default still separates old runs from new ones."""
-    digest = hashlib.sha1(json.dumps(_identity(record["hparams"]), sort_keys=True).encode()).hexdigest()[:10]
-    split = "" if record.get("eval_split", "dev") == "dev" else f"|{record['eval_split']}"
-    reused = record.get("alphas_from")
-    if reused:
-        split += f"|alphas={reused['sha1'][:10]}" + ("+W" if reused["task_weights"] else "")
-    return f"{record['plm']}|{record['task']}|n={record['n']}|{record['method']}|seed={record['seed']}|{digest}{split}"
-
-
-@functools.cache
-def _defaults() -> dict:
-    return Config().to_dict()
-
-
-def _identity(hparams: dict) -> dict:
-    """The hyperparameters that are not at their `Config` default; an int given for a float
-    field counts as that float (epochs=5 from the API is the CLI's epochs=5.0)."""
-    defaults = _defaults()
-    out = {}
-    for k, v in hparams.items():
-        if isinstance(defaults.get(k), float) and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if k not in defaults or defaults[k] != v:
-            out[k] = v
-    return out
-
-
-def read_records(path: Path) -> list[dict]:
-    """Records of a runs.jsonl (a missing file has none)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive lock beside `path`, so two sweeps writing one file never interleave."""
-    with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def append_record(path: Path, record: dict) -> None:
-    """Append one JSON line atomically: write a complete new file, fsync, then rename over the old
-    one. A run killed at any moment (even kill -9) leaves the old or the new file, never half a line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
-        old = path.read_bytes() if path.exists() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as handle:
-            handle.write(old + (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
 
 
 def versions() -> dict[str, str]:

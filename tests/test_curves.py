@@ -186,3 +186,24 @@ def test_a_report_of_records_without_curves_says_so_and_still_has_its_tables(tmp
     tables = write_report([runs], tmp_path)[0].read_text()
     assert "No run here has alpha curves" in tables and "#### Methods per task" in tables
     assert not list(tmp_path.glob("curves_*.png"))
+
+
+def test_wandb_gets_the_run_directory_its_init_and_every_point(tmp_path, monkeypatch):
+    import types
+
+    import betty.logging.logger_wandb as betty_wandb
+
+    calls = {"init": [], "log": [], "finish": 0}
+    run = types.SimpleNamespace(finish=lambda: calls.__setitem__("finish", calls["finish"] + 1))
+    fake = types.SimpleNamespace(init=lambda **kw: calls["init"].append(kw) or run, log=calls["log"].append)
+    monkeypatch.setitem(sys.modules, "wandb", fake)  # W&B's API as Betty's logger calls it, recorded
+    monkeypatch.setattr(betty_wandb, "wandb", fake, raising=False)
+    monkeypatch.setattr(betty_wandb, "HAS_WANDB", True)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    log = RunLog(tmp_path, "run", report_to="wandb", config={"K": 2})
+    log.scoped("finetune").log({"loss": torch.tensor(0.5)}, step=5)
+    paths = log.close()
+    assert calls["init"] == [dict(dir=str(tmp_path / "wandb" / "run"), name="run", config={"K": 2},
+                                  project="agwm-betty")]  # Betty 0.2.1's WandBLogger never calls init
+    assert calls["log"] == [{"finetune/loss": 0.5, "global_step": 5}] and calls["finish"] == 1
+    assert paths == {"curves_file": "curves/run.jsonl", "log_dir": "wandb/run"}

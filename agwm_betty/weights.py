@@ -220,9 +220,41 @@ def derive_rounded(spec: SplitWeights, root: Path | None = None) -> Path:
     return install_dir(spec, build, root)
 
 
-def pack(spec: SplitWeights, out: Path, piece_bytes: int, root: Path | None = None) -> list[Path]:
-    """Write `spec`'s directory with bf16-stored weights as a zip split into pieces of at most
-    `piece_bytes` (`<folder>.zip.001`, ...) for a machine that can receive only that much a call."""
+PLANES_SUFFIX = ".planes"  # the bf16 file as byte planes, deflated in the transfer zip
+
+
+def to_planes(data: bytes) -> bytes:
+    """Every 2-byte value's high byte first, then every low byte (an odd last byte stays last): the
+    high bytes of bf16 weights (sign, most of the exponent) are few values, so deflate shrinks them."""
+    import numpy as np
+
+    even = len(data) - len(data) % 2
+    pairs = np.frombuffer(data, np.uint8, even).reshape(-1, 2)
+    return pairs[:, 1].tobytes() + pairs[:, 0].tobytes() + data[even:]
+
+
+def from_planes(data: bytes) -> bytes:
+    """The inverse of `to_planes`."""
+    import numpy as np
+
+    half = len(data) // 2
+    pairs = np.empty((half, 2), np.uint8)
+    pairs[:, 1] = np.frombuffer(data, np.uint8, half)
+    pairs[:, 0] = np.frombuffer(data, np.uint8, half, half)
+    return pairs.tobytes() + data[2 * half:]
+
+
+def _piece_sizes(piece_bytes: int | Sequence[int]):
+    sizes = [piece_bytes] if isinstance(piece_bytes, int) else list(piece_bytes)
+    yield from sizes
+    while True:
+        yield sizes[-1]
+
+
+def pack(spec: SplitWeights, out: Path, piece_bytes: int | Sequence[int], root: Path | None = None) -> list[Path]:
+    """Write `spec`'s directory, its weights stored as bf16 byte planes and deflated, as a zip split
+    into pieces (`<folder>.zip.001`, ...) of at most `piece_bytes` (a list: one size per piece, the
+    last repeated) for a machine that can receive only that much a call. Byte-reproducible."""
     if spec.transfer_sha256 is None:
         raise WeightsError(f"{spec.name} has no transfer form (only bf16-rounded PLMs do)")
     source = model_dir(spec, root)
@@ -236,15 +268,16 @@ def pack(spec: SplitWeights, out: Path, piece_bytes: int, root: Path | None = No
         round_weights_bf16(source / WEIGHTS_FILE, half, storage="bfloat16")
         check_weights(half, spec.transfer_sha256, None, f"{spec.name} (bf16 transfer file)")
         archive = Path(tmp) / "archive.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
             for path in sorted(p for p in source.rglob("*") if p.is_file() and p.name not in (WEIGHTS_FILE, MARKER)):
-                z.writestr(zipfile.ZipInfo(f"{spec.folder}/{path.relative_to(source)}", ZIP_DATE), path.read_bytes())
-            info = zipfile.ZipInfo(f"{spec.folder}/{WEIGHTS_FILE}", ZIP_DATE)
-            with open(half, "rb") as src, z.open(info, "w", force_zip64=True) as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-        pieces = []
+                z.writestr(zipfile.ZipInfo(f"{spec.folder}/{path.relative_to(source)}", ZIP_DATE), path.read_bytes(),
+                           compress_type=zipfile.ZIP_DEFLATED)
+            info = zipfile.ZipInfo(f"{spec.folder}/{WEIGHTS_FILE}{PLANES_SUFFIX}", ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, to_planes(half.read_bytes()))
+        pieces, sizes = [], _piece_sizes(piece_bytes)
         with open(archive, "rb") as f:
-            while block := f.read(piece_bytes):
+            while block := f.read(next(sizes)):
                 pieces.append(out / f"{spec.folder}.zip.{len(pieces) + 1:03d}")
                 pieces[-1].write_bytes(block)
     return pieces
@@ -257,6 +290,9 @@ def unpack(spec: SplitWeights, pieces: Sequence[Path], root: Path | None = None)
     def build(workdir: Path) -> Path:
         directory = _unzip_pieces(pieces, workdir)
         half = directory / WEIGHTS_FILE
+        planes = directory / f"{WEIGHTS_FILE}{PLANES_SUFFIX}"
+        half.write_bytes(from_planes(planes.read_bytes()))
+        planes.unlink()
         check_weights(half, spec.transfer_sha256, None, f"{spec.name} (bf16 transfer file)")
         round_weights_bf16(half, directory / "widened.safetensors", storage="float32")
         os.replace(directory / "widened.safetensors", half)

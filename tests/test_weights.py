@@ -234,3 +234,21 @@ def test_the_command_refuses_a_wrong_sha_with_exit_2_and_one_line(fake, monkeypa
     assert main(["fake"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: fake: model.safetensors has SHA-256 ")
+
+
+def test_byte_planes_round_trip_any_length():
+    for data in (b"", b"a", bytes(range(256)) * 3 + b"z"):
+        planes = weights.to_planes(data)
+        assert len(planes) == len(data) and weights.from_planes(planes) == data
+    assert weights.to_planes(b"\x01\xa0\x02\xa0") == b"\xa0\xa0\x01\x02"  # high bytes first
+
+
+def test_pack_sizes_each_piece_from_a_list_repeating_the_last(fake, tmp_path, monkeypatch):
+    spec, root = fake
+    bf16 = rounded_spec(spec, tmp_path)
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
+    install("fake", root=root)
+    install("fake-bf16", root=root)
+    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=[500, 1500], root=root)
+    sizes = [p.stat().st_size for p in pieces]
+    assert sizes[0] == 500 and all(size == 1500 for size in sizes[1:-1]) and 0 < sizes[-1] <= 1500

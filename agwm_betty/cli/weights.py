@@ -18,13 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(SPLIT_PLMS))
     parser.add_argument("--pieces", type=Path, help="assemble from the pieces --pack wrote into this directory")
     parser.add_argument("--pack", type=Path, metavar="OUT", help="write the bf16 transfer pieces into OUT")
-    parser.add_argument("--piece-mib", type=float, default=50.0, help="largest piece --pack writes (MiB)")
+    parser.add_argument("--piece-mib", default="50",
+                        help="largest piece --pack writes, in MiB; a comma list sizes each piece, the last repeated")
     parser.add_argument("--verify", action="store_true", help="re-hash an assembled directory in full")
     args = parser.parse_args(argv)
     spec = SPLIT_PLMS[args.name]
     try:
         if args.pack is not None:
-            for piece in pack(spec, args.pack, int(args.piece_mib * 2**20)):
+            sizes = [int(float(mib) * 2**20) for mib in args.piece_mib.split(",")]
+            for piece in pack(spec, args.pack, sizes):
                 print(f"{piece} {piece.stat().st_size} {sha256_file(piece)}")
             return 0
         if args.verify:

@@ -271,7 +271,11 @@ class SweepRunner:
         task, seed, method_name = job
         exp = self.exp
         path = Path(exp.output) / RUNS_FILE
-        if self.tokenizer is None:
+        if self.tokenizer is None:  # first job in a worker process
+            if not exp.cfg.progress:
+                import datasets
+
+                datasets.disable_progress_bars()
             self.tokenizer = load_tokenizer(exp.plm)
         tokenizer = self.tokenizer
         if task not in self.task_data:

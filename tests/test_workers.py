@@ -181,3 +181,17 @@ def test_two_workers_and_two_shards_record_what_one_process_records(tiny_sweep, 
         for key, record in one.items():
             assert other[key]["metrics"] == record["metrics"], (name, key)
             assert other[key]["alphas"] == record["alphas"], (name, key)
+
+
+def test_failed_runs_in_workers_are_reported_and_the_exit_status_is_1(tiny_sweep, tmp_path, capsys):
+    from agwm_betty.cli.glue import main
+
+    code = main(["--plm", tiny_sweep["plm"], "--train-file", tiny_sweep["train"], "--validation-file",
+                 tiny_sweep["dev"], "--text-columns", "text", "--label-column", "score", "--methods", "vanilla",
+                 "--seeds", "2", "--n", "100", "--device", "cpu", "--no-progress", "--workers", "2",
+                 "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("FAILED mine seed=") == 2 and "larger than the mine training set" in err
+    assert "error: 2 of 2 run(s) failed" in err.splitlines()[-1]
+    assert not (tmp_path / "runs.jsonl").exists()

@@ -183,9 +183,21 @@ def test_two_workers_and_two_shards_record_what_one_process_records(tiny_sweep, 
             assert other[key]["alphas"] == record["alphas"], (name, key)
 
 
-def test_failed_runs_in_workers_are_reported_and_the_exit_status_is_1(tiny_sweep, tmp_path, capsys):
+def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed=None):
+    """`workers.run_pool`'s contract without spawning (the pool itself is tested above)."""
+    for job in jobs:
+        try:
+            result = fn(job)
+        except Exception as err:
+            on_failed(job, f"{type(err).__name__}: {err}\nTraceback ...")
+        else:
+            on_done(job, result)
+
+
+def test_failed_runs_in_workers_are_reported_and_the_exit_status_is_1(tiny_sweep, tmp_path, capsys, monkeypatch):
     from agwm_betty.cli.glue import main
 
+    monkeypatch.setattr(workers, "run_pool", in_this_process)
     code = main(["--plm", tiny_sweep["plm"], "--train-file", tiny_sweep["train"], "--validation-file",
                  tiny_sweep["dev"], "--text-columns", "text", "--label-column", "score", "--methods", "vanilla",
                  "--seeds", "2", "--n", "100", "--device", "cpu", "--no-progress", "--workers", "2",

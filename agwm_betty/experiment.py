@@ -191,9 +191,11 @@ def seed_major_runs(exp: Experiment) -> list[tuple[str, int, str]]:
 
 
 def sweep_jobs(exp: Experiment) -> list[tuple[str, int, str]]:
-    """The runs this process group runs, in the order it starts them: `planned_runs` for the whole
-    sweep in one process; with `workers` > 1 or a `shard`, `seed_major_runs` (of the shard: the
-    list is dealt out whole, so the shards do not depend on what is already recorded)."""
+    """The runs this sweep command covers, in the order it starts them: `planned_runs` for the whole
+    sweep in one process; with `workers` > 1 or a `shard`, `seed_major_runs`, or the shard's deal
+    of it (`workers.shard`: of the whole list, so a shard does not depend on what is recorded).
+    No run reads another's output (each searches, saves and logs under its own name, and a
+    `--alphas-from` file is only read), so any split of this list gives the same records."""
     if exp.workers == 1 and exp.shard is None:
         return planned_runs(exp)
     jobs = seed_major_runs(exp)

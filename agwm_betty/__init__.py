@@ -6,6 +6,7 @@ BETTY_VERSION = check_betty()
 from agwm_betty._version import __version__  # noqa: E402
 from agwm_betty.config import Config  # noqa: E402
 from agwm_betty.experiment import CustomTask, Experiment, run_sweep  # noqa: E402
+from agwm_betty.hypergradients import register_hypergradient  # noqa: E402
 from agwm_betty.methods import METHODS, RunContext, RunResult, get_method  # noqa: E402
 from agwm_betty.mixup import (  # noqa: E402
     MixupLinear, alpha_parameters, alpha_state_dict, apply_mixup, clamp_alphas_, load_alpha_state_dict,
@@ -17,6 +18,6 @@ from agwm_betty.search import SearchResult, finetune_phase, search_phase  # noqa
 __all__ = [
     "Config", "CustomTask", "Experiment", "METHODS", "MixupLinear", "RunContext", "RunResult", "SearchResult",
     "alpha_parameters", "alpha_state_dict", "apply_mixup", "clamp_alphas_", "finetune_phase", "get_method",
-    "load_alpha_state_dict", "load_alphas", "load_plm", "merge_mixup", "resolve_plm", "run_sweep",
-    "save_alphas", "search_phase", "task_parameters",
+    "load_alpha_state_dict", "load_alphas", "load_plm", "merge_mixup", "register_hypergradient", "resolve_plm",
+    "run_sweep", "save_alphas", "search_phase", "task_parameters",
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from agwm_betty.hypergradients import BUILT_IN, resolve_hypergradient
+
 # The outer hypergradients (agwm_betty.hypergradients): the paper's eq. 6, the official code's
-# Betty 0.2.0 form, Betty 0.2.1's darts, first-order, and Betty's implicit ones. Betty's
-# `reinforce` is unfinished (its signature lacks the `sync` argument the engine passes) and meant
-# for sampled outer losses.
-HYPERGRADIENTS = ("darts-paper", "darts-official", "darts", "first-order", "sama", "neumann", "cg")
+# Betty 0.2.0 form, Betty 0.2.1's darts, first-order, and Betty's implicit ones; a user's own joins
+# them by register_hypergradient or as package.module:function. Betty's `reinforce` is unfinished
+# (its signature lacks the `sync` argument the engine passes) and meant for sampled outer losses.
+HYPERGRADIENTS = BUILT_IN  # darts-paper, darts-official, darts, first-order, sama, neumann, cg
 INNER_OPTIMIZERS = ("adamw", "sgd")
 ALPHA_FORMS = ("product", "convex")  # the same names as agwm_betty.mixup.ALPHA_FORMS (tested)
 ALPHA_PARAMS = ("clamp", "sigmoid")  # the same names as agwm_betty.mixup.ALPHA_PARAMS (tested)
@@ -49,7 +51,8 @@ class Config:
     alpha_beta2: float = _f(0.999, "AdamW beta2 for alpha")
     alpha_eps: float = _f(1e-8, "AdamW epsilon for alpha")
     hypergradient: str = _f("darts-paper", "outer hypergradient: darts-paper (eq. 6), darts-official (Betty 0.2.0 "
-                            "as the official code ran it), darts (Betty 0.2.1), first-order, sama, neumann, cg")
+                            "as the official code ran it), darts (Betty 0.2.1), first-order, sama, neumann, cg, "
+                            "or your own as package.module:function (README: your own hypergradient)")
     unroll_steps: int = _f(1, "inner steps per outer step")
     darts_alpha: float = _f(0.01, "finite-difference radius of the darts forms (eps = radius / ||v||)")
     ift_iterations: int = _f(1, "neumann / cg: iterations of the inverse-Hessian approximation")
@@ -133,8 +136,7 @@ class Config:
                 "hypergradient 'reinforce' does not apply: it is for non-differentiable (sampled) "
                 f"outer losses and unfinished in Betty 0.2.1; choose from {', '.join(HYPERGRADIENTS)}"
             )
-        if self.hypergradient not in HYPERGRADIENTS:
-            raise ValueError(f"unknown hypergradient {self.hypergradient!r}; choose from {', '.join(HYPERGRADIENTS)}")
+        resolve_hypergradient(self.hypergradient)  # a package.module:function is imported and registered here
         for name, valid in (("inner_optimizer", INNER_OPTIMIZERS), ("alpha_schedule", ALPHA_SCHEDULES),
                             ("alpha_form", ALPHA_FORMS), ("alpha_param", ALPHA_PARAMS)):
             if getattr(self, name) not in valid:

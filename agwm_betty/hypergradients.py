@@ -15,14 +15,24 @@ the outer loss for alpha at W', is the outer problem's own backward pass.
 | `sama`, `neumann` | Betty 0.2.1's |
 | `cg` | conjugate gradient on H x = v, then -d/dalpha (grad_W G . x) (Betty 0.2.1's cg has a wrong search-direction update) |
 
-`alpha_hypergradient` computes one outer gradient, split into its terms, with the same problems
-and functions as the search phase; `SignalProbe` measures during a search whether two BLO-val
-batches agree on alpha's hypergradient.
+A function of one's own joins them through `register_hypergradient(name, fn)`, or from the command
+line as `--hypergradient package.module:function` (`resolve_hypergradient`).
+
+`gradient_terms` splits one outer gradient into its terms at the search's current state;
+`SignalProbe` uses it during a search to measure whether two BLO-val batches agree on alpha's
+hypergradient. Both need only the outer problem, so they sit here, below the problems and the
+search that use them; what builds a search to measure a gradient (`alpha_hypergradient`) sits
+above the search, in `agwm_betty.diagnostics`.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
+import os
+import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from betty.hypergradient import darts, jvp_fn_mapping, neumann, sama
@@ -40,6 +50,7 @@ BETTY_TYPES = {
     "neumann": "neumann",
     "cg": "agwm-cg",
 }
+BUILT_IN = tuple(BETTY_TYPES)  # registered hypergradients join BETTY_TYPES, not this
 
 
 def group_lrs(problem) -> list[float]:
@@ -143,6 +154,7 @@ def cg(vector, curr, prev, sync):
     return [-g for g in replace_none_with_zero(cross, alphas)]
 
 
+RESERVED = frozenset(BETTY_TYPES) | frozenset(jvp_fn_mapping)  # ours and Betty's own (e.g. reinforce)
 jvp_fn_mapping.update({
     BETTY_TYPES["darts-paper"]: darts_paper,
     BETTY_TYPES["darts-official"]: darts_official,
@@ -150,6 +162,60 @@ jvp_fn_mapping.update({
     BETTY_TYPES["cg"]: cg,
 })
 assert jvp_fn_mapping["darts"] is darts and jvp_fn_mapping["sama"] is sama and jvp_fn_mapping["neumann"] is neumann
+
+
+# ---- hypergradients of one's own
+
+
+def register_hypergradient(name: str, fn: Callable) -> None:
+    """Make `fn(vector, curr, prev, sync)` the hypergradient `Config(hypergradient=name)` selects.
+
+    `fn` goes into Betty's `jvp_fn_mapping` as the built-ins do, so the search step, the signal
+    probe and `alpha_hypergradient` call it alike. A built-in name cannot be taken; registering
+    the same function under the same name again (a module imported twice) changes nothing."""
+    if name in RESERVED:
+        raise ValueError(f"hypergradient {name!r} is built in; register yours under another name")
+    if not callable(fn):
+        raise ValueError(f"hypergradient {name!r}: a {type(fn).__name__} is not callable")
+    try:
+        inspect.signature(fn).bind(None, None, None, None)
+    except TypeError:
+        raise ValueError(f"hypergradient {name!r}: {getattr(fn, '__name__', fn)!r} must take Betty's four "
+                         "arguments (vector, curr, prev, sync)") from None
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        pass
+    kind = f"agwm-user:{name}"
+    if jvp_fn_mapping.get(kind, fn) is not fn:
+        raise ValueError(f"hypergradient {name!r} is already registered to another function")
+    BETTY_TYPES[name] = kind
+    jvp_fn_mapping[kind] = fn
+
+
+def resolve_hypergradient(name: str) -> str:
+    """Betty's type for a hypergradient name: a built-in, a registered name, or a
+    'package.module:function' path, imported (from the current directory too, as `python -m`
+    does) and registered under that path, so that any process that validates a Config can run it."""
+    if name in BETTY_TYPES:
+        return BETTY_TYPES[name]
+    if ":" not in name:
+        raise ValueError(f"unknown hypergradient {name!r}; choose from {', '.join(BUILT_IN)}, a registered "
+                         "name, or package.module:function")
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"hypergradient {name!r}: give it as package.module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"hypergradient {name!r}: cannot import {module_name!r} ({err})") from None
+    fn = module
+    for part in attribute.split("."):
+        if not hasattr(fn, part):
+            raise ValueError(f"hypergradient {name!r}: {module_name!r} has no attribute {attribute!r}")
+        fn = getattr(fn, part)
+    register_hypergradient(name, fn)
+    return BETTY_TYPES[name]
 
 
 # ---- one outer gradient, split into its terms
@@ -177,39 +243,6 @@ def gradient_terms(outer, batch: dict) -> tuple[list[torch.Tensor], list[torch.T
     return direct, implicit
 
 
-def alpha_hypergradient(model, train_batch: dict, val_batch: dict, cfg) -> dict[str, dict[str, torch.Tensor]]:
-    """One outer step's gradient of every alpha, as the search phase computes it.
-
-    Builds the search phase's Betty problems for `model` (a mixup model), takes the one inner step
-    the engine takes (W -> W' on `train_batch`), then returns `direct` (grad_alpha of the outer
-    loss on `val_batch` at W'), `implicit` (the configured hypergradient's term) and `total`
-    (their sum, what the outer optimiser receives), each a dict keyed by parameter name. The model
-    is left as it was."""
-    from agwm_betty.mixup import alpha_parameters, set_alphas_trainable
-    from agwm_betty.search import build_split_engine, snapshot
-
-    state = snapshot(model)
-    trainable = {id(p): p.requires_grad for p in model.parameters()}
-    try:
-        set_alphas_trainable(model, True)
-        engine = build_split_engine(model, [dict(train_batch)], [dict(val_batch)], cfg, steps=1,
-                                    learn_alpha=True, desc="alpha_hypergradient")
-        engine.inner.one_step_descent()
-        batch = {k: v.to(engine.outer.device) if torch.is_tensor(v) else v for k, v in val_batch.items()}
-        direct, implicit = gradient_terms(engine.outer, batch)
-        names = {id(p): n for n, p in model.named_parameters()}
-        keys = [names[id(p)] for p in alpha_parameters(model)]
-    finally:
-        model.load_state_dict(state)
-        for p in model.parameters():
-            p.requires_grad_(trainable[id(p)])
-    return {
-        "direct": {k: g.cpu() for k, g in zip(keys, direct)},
-        "implicit": {k: g.cpu() for k, g in zip(keys, implicit)},
-        "total": {k: (d + i).cpu() for k, d, i in zip(keys, direct, implicit)},
-    }
-
-
 # ---- signal diagnostics during a search
 
 
@@ -229,7 +262,10 @@ class SignalProbe:
     """Measures, at given outer steps, alpha's hypergradient on two independent BLO-val batches:
     their cosine (a signal agrees between batches; noise does not) and the norms of the direct
     and implicit terms. Its batches come from a loader of its own and the random state is
-    restored, so a search with a probe takes exactly the steps it takes without one."""
+    restored, so a search with a probe takes exactly the steps it takes without one.
+
+    The search builds it and the outer problem calls it; it needs only that problem (through
+    `gradient_terms`), never the search, so it sits below both and no import runs back up."""
 
     loader: object
     at: set[int]

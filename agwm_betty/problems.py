@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, hypergradient_norms, total_norm
-from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs
+from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs, resolve_hypergradient
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
 from agwm_betty.train import check_finite, task_loss
@@ -271,7 +271,7 @@ class SearchEngine(DistributedEngine):
 def problem_configs(cfg: Config, log_step: int = -1) -> tuple[ProblemConfig, ProblemConfig]:
     """Betty configs of the inner and outer problems from our `Config`; each logs every `log_step`
     of its own steps (-1: never), on the global (inner) step axis."""
-    kind = BETTY_TYPES[cfg.hypergradient]
+    kind = resolve_hypergradient(cfg.hypergradient)  # a user's package.module:function is registered here too
     inner = ProblemConfig(
         type=kind,
         unroll_steps=cfg.unroll_steps,

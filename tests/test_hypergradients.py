@@ -9,7 +9,8 @@ from torch.func import functional_call
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from agwm_betty.config import HYPERGRADIENTS, Config
-from agwm_betty.hypergradients import alpha_hypergradient, precondition_020
+from agwm_betty.diagnostics import alpha_hypergradient
+from agwm_betty.hypergradients import precondition_020
 from agwm_betty.mixup import alpha_parameters, apply_mixup, named_task_parameters
 from agwm_betty.search import build_split_engine
 from agwm_betty.train import task_loss

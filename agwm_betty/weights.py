@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -146,14 +147,13 @@ def _unzip_pieces(pieces: Sequence[Path], workdir: Path) -> Path:
     try:
         with zipfile.ZipFile(archive) as z:
             z.extractall(workdir / "unzipped")
-    except zipfile.BadZipFile as err:
-        raise WeightsError(f"the {len(pieces)} pieces do not form a zip ({err}): one is missing or out of order") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # a piece missing, out of order or damaged
+        raise WeightsError(f"the {len(pieces)} pieces do not unzip ({err}): one is missing, out of order or damaged") from None
     archive.unlink()
-    configs = sorted((workdir / "unzipped").rglob("config.json"))
-    configs = [c for c in configs if (c.parent / WEIGHTS_FILE).exists()] or configs
+    configs = sorted((workdir / "unzipped").rglob("config.json"), key=lambda c: (len(c.parts), str(c)))
     if not configs:
         raise WeightsError("the unzipped pieces hold no model directory (no config.json)")
-    return configs[0].parent
+    return configs[0].parent  # the top one: sentence-transformers folders hold more (1_Pooling/config.json)
 
 
 def install_dir(spec: SplitWeights, build: Callable[[Path], Path], root: Path | None = None) -> Path:

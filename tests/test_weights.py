@@ -22,6 +22,8 @@ def fake_model_dir(tmp_path):
     directory = tmp_path / "src" / FOLDER
     directory.mkdir(parents=True)
     (directory / "config.json").write_text('{"model_type": "bert"}')
+    (directory / "1_Pooling").mkdir()  # as in all-mpnet-base-v2: a second config.json, one level down
+    (directory / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
     (directory / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
     g = torch.Generator().manual_seed(0)
     save_file({"encoder.weight": torch.randn(64, 48, generator=g), "encoder.bias": torch.randn(64, generator=g),
@@ -185,6 +187,7 @@ def test_packed_pieces_unpack_elsewhere_to_the_same_rounded_directory(fake, tmp_
     there = install("fake-bf16", pieces_dir=tmp_path / "carry", root=tmp_path / "device")
     assert sha256_file(there / WEIGHTS_FILE) == sha256_file(here / WEIGHTS_FILE) == bf16.sha256
     assert (there / "vocab.txt").read_text() == (here / "vocab.txt").read_text()
+    assert (there / "1_Pooling" / "config.json").exists() and (there / "config.json").exists()
     again = weights.pack(bf16, tmp_path / "again", piece_bytes=2048, root=root)
     assert [sha256_file(p) for p in again] == [sha256_file(p) for p in pieces]  # byte-reproducible
 

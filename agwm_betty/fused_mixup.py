@@ -13,7 +13,8 @@ divisions by r, the W0 term, the sum) and ~10 per backward, and autograd keeps b
 matrices per layer for the backward. "fused" (`FusedMix`) forms W~ in 4 passes, keeps no
 out x in temporary for the backward (it recomputes A there), and runs its backward in at most 6
 passes: G * A for W, G * W and G * W0 written once into one buffer, and one matrix product each for
-u and v over both halves; it skips the parts whose inputs need no gradient.
+u and v over both halves; it skips the parts whose inputs need no gradient. Its backward is made of
+differentiable operations, so the second-order hypergradients (neumann, cg) differentiate it again.
 """
 from __future__ import annotations
 
@@ -95,9 +96,12 @@ class FusedMix(torch.autograd.Function):
                 grad_u = torch.mm(gw, v.t()) / rank if need_u else None
                 grad_v = torch.mm(u.t(), gw) / rank if need_v else None
             else:
-                both = grad.new_empty((2, *grad.shape))  # [G * W, G * W0]: each pass writes its half
-                torch.mul(grad, weight, out=both[0])
-                torch.mul(grad, weight0, out=both[1])
+                if torch.is_grad_enabled():  # a double backward (neumann, cg): out= cannot be differentiated
+                    both = torch.stack((grad * weight, grad * weight0))
+                else:  # [G * W, G * W0]: each pass writes its half
+                    both = grad.new_empty((2, *grad.shape))
+                    torch.mul(grad, weight, out=both[0])
+                    torch.mul(grad, weight0, out=both[1])
                 if need_u:  # (G*W) v^T - (G*W0) (1 - v)^T, as one batched product summed over the halves
                     right = torch.stack((v.t(), v.t() - 1)) / rank
                     grad_u = torch.bmm(both, right).sum(0)

@@ -383,6 +383,7 @@ def test_fused_mix_passes_gradcheck_for_every_form_parameterisation_and_layout(f
 
     inputs = (torch.nn.Parameter(layer.weight.detach() + 0.1), layer.alpha1, layer.alpha2)
     assert torch.autograd.gradcheck(weight, inputs)
+    assert torch.autograd.gradgradcheck(weight, inputs)  # neumann and cg differentiate the backward
 
 
 def test_fused_mix_keeps_no_out_by_in_temporary_for_the_backward():

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from _variants import UNROLL_PREFIX, tokenizer, unroll_of
+from _variants import UNROLL_PREFIX, build_classifier, tokenizer, unroll_of
 
 
 def e2e_estimate(t: dict[str, float], cfg, n: int) -> dict:
@@ -40,16 +40,14 @@ def _e2e_data(args):
     return spec, tokenize(subsample(glue["train"], args.n, 0), tok, spec), tokenize(glue[split], tok, spec), tok
 
 
-def _e2e_run(name: str, run_cfg, data) -> dict:
-    """One whole run of method `name` (seed 0) in this process: wall time, phase times, metric."""
+def _e2e_run(name: str, run_cfg, data, model: str = "minilm") -> dict:
+    """One whole run of method `name` (seed 0) on `model` in this process: wall time, phase times, metric."""
     from agwm_betty.methods import RunContext, get_method
-    from agwm_betty.plm import load_plm
 
     spec, train, evaluation, tok = data
 
     def factory():
-        loaded = load_plm("minilm", spec.num_labels, spec.is_regression)
-        return loaded[0], list(loaded[-1])
+        return build_classifier(model, spec.num_labels, spec.is_regression, run_cfg.device or None)
 
     ctx = RunContext(spec, train, evaluation, tok, run_cfg, seed=0, model_factory=factory)
     started = time.perf_counter()
@@ -62,22 +60,30 @@ def _e2e_rank(rank: int, world: int, port: int, args, run_cfg, out: str) -> None
     import torch
     import torch.distributed as dist
 
+    # More processes than GPUs (P = K processes sharing one GPU): every rank on cuda:0, and gloo,
+    # since nccl refuses two ranks on one device; the ranks only meet to gather the split results.
+    shared_gpu = (run_cfg.device or "cpu").startswith("cuda") and world > torch.cuda.device_count()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK="0" if shared_gpu else str(rank))
     torch.set_num_threads(max(1, args.threads // world))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from agwm_betty import distributed
+    from agwm_betty.mixup import set_mixup_impl
 
+    set_mixup_impl(args.mixup_impl)
     data = _e2e_data(args)
+    if shared_gpu:
+        torch.cuda.set_device(0)
+        dist.init_process_group(backend="gloo")  # distributed.init then finds the group joined
     distributed.init(run_cfg.device or "cpu")
     dist.barrier()  # start the clocks together, after the data loading
-    result = _e2e_run("agwm", run_cfg, data)
+    result = _e2e_run("agwm", run_cfg, data, args.e2e_model)
     if rank == 0:
         Path(out).write_text(json.dumps({**result, "threads_per_process": torch.get_num_threads()}))
 
 
 def _e2e_spawn(args, run_cfg, procs: int) -> dict:
-    """agwm with `--strategy splits` on `procs` local processes (gloo on CPU)."""
+    """agwm with `--strategy splits` on `procs` local processes (gloo on CPU or on one shared GPU)."""
     import socket
     import tempfile
 
@@ -105,11 +111,11 @@ def e2e_measure(args, cfg) -> dict:
     # it adds several hypergradients per split, a larger share at T > 1)
     run_cfg = Config(progress=False, device=args.device, precision=args.precision, diagnostic_points=0,
                      **({"K": args.K} if args.K else {}))
-    out = {"vanilla": _e2e_run("vanilla", run_cfg, data)}
+    out = {"vanilla": _e2e_run("vanilla", run_cfg, data, args.e2e_model)}
     print(f"  [e2e] vanilla: {out['vanilla']['wall']:.1f}s", file=sys.stderr, flush=True)
     for unroll in sorted({1, args.e2e_unroll}):
         name = "agwm" if unroll == 1 else f"agwm T={unroll}"
-        out[name] = _e2e_run("agwm", dataclasses.replace(run_cfg, unroll_steps=unroll), data)
+        out[name] = _e2e_run("agwm", dataclasses.replace(run_cfg, unroll_steps=unroll), data, args.e2e_model)
         print(f"  [e2e] {name}: {out[name]['wall']:.1f}s", file=sys.stderr, flush=True)
         if args.e2e_procs > 1:
             out[f"{name} P={args.e2e_procs}"] = _e2e_spawn(
@@ -118,7 +124,8 @@ def e2e_measure(args, cfg) -> dict:
                   file=sys.stderr, flush=True)
     train_time = {k: v["time"]["total"] - v["time"].get("eval", 0.0) for k, v in out.items()}
     ratios = {k: out[k]["wall"] / out["vanilla"]["wall"] for k in out if k != "vanilla"}
-    return {"task": args.task, "n": args.n, "K": run_cfg.K, "threads": args.threads, "runs": out,
+    return {"task": args.task, "n": args.n, "K": run_cfg.K, "threads": args.threads, "model": args.e2e_model,
+            "mixup_impl": args.mixup_impl, "runs": out,
             "ratio": ratios["agwm"], "ratio_without_eval": train_time["agwm"] / train_time["vanilla"],
             "ratios": ratios, "ratios_without_eval": {k: train_time[k] / train_time["vanilla"] for k in ratios},
             "search_time_vs_one_process": {k: out[k]["time"]["search"] / out[k.split(" P=")[0]]["time"]["search"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
-from _variants import BETTY_SEARCH, HG_PREFIX, UNROLL_PREFIX, VARIANTS, build_variant, sync, unroll_of
+from _variants import BETTY_SEARCH, HG_PREFIX, MIXUP_PREFIX, UNROLL_PREFIX, VARIANTS, build_variant, sync, unroll_of
 
 
 def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
@@ -12,7 +12,8 @@ def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
     from agwm_betty.train import resolve_device
 
     device = resolve_device(cfg)
-    variants = VARIANTS + ((BETTY_SEARCH,) if args.compare else ()) + tuple(
+    other_impl = tuple(f"{MIXUP_PREFIX}{i}" for i in ("dense", "fused") if i != args.mixup_impl)
+    variants = VARIANTS + (other_impl if args.compare_mixup else ()) + ((BETTY_SEARCH,) if args.compare else ()) + tuple(
         f"{UNROLL_PREFIX}{t}" for t in args.unrolls if t > 1) + tuple(f"{HG_PREFIX}{h}" for h in args.hypergradients)
     steps = {v: build_variant(v, model_name, cfg, tok, data) for v in variants}
     for variant in variants:

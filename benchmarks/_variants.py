@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 
 VARIANTS = ("vanilla", "finetune", "search")
 # --compare adds the search step as Betty 0.2.1 runs it (two backward passes of the outer loss)
 BETTY_SEARCH = "search-betty"
 UNROLL_PREFIX = "search-T"  # + T: the search step with one outer step every T inner steps
 HG_PREFIX = "search-hg:"  # + name: the search step with that hypergradient
+MIXUP_PREFIX = "search-mixup:"  # + impl: the search step with that mixup implementation (--compare-mixup)
 MODELS = ("minilm", "bert-large")
 BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+# BENCH_BERT_LARGE_LAYERS=1: BERT-large's widths with fewer layers, for a rehearsal on a CPU
+LAYERS_ENV = "BENCH_BERT_LARGE_LAYERS"
 
 
 def config(args):
@@ -30,20 +34,32 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(embedded_model_path()))
 
 
-def build_model(name: str):
+def build_model(name: str, device=None):
     """(model, new head modules). BERT-large is built from its config with random weights; the
     MiniLM tokenizer has BERT's 30522-token vocabulary, which is all the fixed batch needs."""
+    return build_classifier(name, 2, False, device)
+
+
+def build_classifier(name: str, num_labels: int, regression: bool, device=None):
+    """(model, new head modules) of `name` with a `num_labels` head: the embedded MiniLM, or
+    BERT-large's shape from its config with random weights (no download), initialised on
+    `device` (seconds on a GPU, where a CPU takes tens of seconds for BERT-large)."""
     import torch
 
     if name == "minilm":
         from agwm_betty.plm import load_plm
 
-        loaded = load_plm("minilm", 2)
+        loaded = load_plm("minilm", num_labels, regression)
         return loaded[0], list(loaded[-1])
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    return BertForSequenceClassification(BertConfig(num_labels=2, **BERT_LARGE)), ["classifier"]
+    config = BertConfig(num_labels=num_labels, **{**BERT_LARGE, "num_hidden_layers": int(
+        os.environ.get(LAYERS_ENV, BERT_LARGE["num_hidden_layers"]))})
+    if regression:
+        config.problem_type = "regression"
+    with torch.device(device or "cpu"):
+        return BertForSequenceClassification(config), ["classifier"]
 
 
 def fixed_dataset(batch_size: int, seq_len: int, vocab: int = 30522):
@@ -60,14 +76,32 @@ def fixed_dataset(batch_size: int, seq_len: int, vocab: int = 30522):
 
 
 def build_variant(variant: str, model_name: str, cfg, tok, data):
-    """A zero-argument callable doing one step of `variant` on a fresh model."""
+    """A zero-argument callable doing one step of `variant` on a fresh model; a search-mixup:<impl>
+    variant switches the mixup implementation for its own steps and back."""
+    from agwm_betty.mixup import mixup_impl, set_mixup_impl
+
+    if not variant.startswith(MIXUP_PREFIX):
+        return _build_variant(variant, model_name, cfg, tok, data)
+    step, impl = _build_variant("search", model_name, cfg, tok, data), variant[len(MIXUP_PREFIX):]
+
+    def step_with_impl():
+        before = mixup_impl()
+        set_mixup_impl(impl)
+        try:
+            step()
+        finally:
+            set_mixup_impl(before)
+    return step_with_impl
+
+
+def _build_variant(variant: str, model_name: str, cfg, tok, data):
     from agwm_betty.data import make_loader
     from agwm_betty.mixup import HEAD_MODULES, apply_mixup, named_task_parameters, set_alphas_trainable
     from agwm_betty.search import _split_engine
     from agwm_betty.train import TrainStep, decay_groups, resolve_device
 
     device = resolve_device(cfg)
-    model, new_modules = build_model(model_name)
+    model, new_modules = build_model(model_name, device)
     model.to(device).train()
     if variant != "vanilla":
         apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,

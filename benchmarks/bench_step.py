@@ -5,6 +5,9 @@
     python benchmarks/bench_step.py --quick              # a smoke run: 2 repeats, 1 memory step
     python benchmarks/bench_step.py --e2e --task cola    # also run vanilla and agwm end to end
     python benchmarks/bench_step.py --e2e --n 100 --threads 1 --no-memory   # e2e on a small CPU
+    python benchmarks/bench_step.py --compare-mixup      # the dense mixup's search step beside the fused one
+    python benchmarks/bench_step.py --e2e-only --e2e-model bert-large --device cuda --e2e-procs 5 --K 5
+    bash benchmarks/gpu_bench.sh                         # #25's GPU bench (TINY=1: a CPU rehearsal)
 
 This file is the CLI and the report; the work lives beside it: `_variants.py` (config, model, fixed
 batch, one step of each variant), `_timing.py` (interleaved step times, FLOPs), `_memory.py` (peak
@@ -21,6 +24,11 @@ Each variant draws its batch from a `data.make_loader` loader, as in training.
           outer step every T inner steps (the paper's section 6); timed T inner steps at a time
           (T - 1 plain inner steps and one that triggers the outer step), reported per inner
           step: the amortised search cost (T * inner + outer) / T.
+  (c, dense)  search-mixup:dense (`--compare-mixup`): the search step with the dense mixup
+          (`agwm_betty.fused_mixup`), the "before" of #25, interleaved with the fused one (or the
+          other way round with `--mixup-impl dense`). The finetune step is the same in both.
+BERT-large is built from its config with random weights on the device (BENCH_BERT_LARGE_LAYERS=1
+keeps its widths with one layer, for a rehearsal on a CPU).
 
 Time: every variant gets `--warmup` untimed steps, then the variants alternate a, b, c, a, b, c,
 ... for `--repeats` rounds so that load from other processes hits all three alike; the report
@@ -96,7 +104,7 @@ from pathlib import Path
 from _e2e import e2e_estimate, e2e_measure
 from _memory import measure_memory, memory_child
 from _timing import time_steps
-from _variants import BETTY_SEARCH, HG_PREFIX, MODELS, UNROLL_PREFIX, VARIANTS, config, fixed_dataset, tokenizer, unroll_of
+from _variants import BETTY_SEARCH, HG_PREFIX, MIXUP_PREFIX, MODELS, UNROLL_PREFIX, VARIANTS, config, fixed_dataset, tokenizer, unroll_of
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,6 +138,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--e2e-procs", type=int, default=2, help="--e2e: processes of the split-parallel run (1 = none)")
     parser.add_argument("--task", default="cola", help="task of --e2e")
     parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "/work/shared/glue_data"))
+    parser.add_argument("--mixup-impl", default="fused", choices=("fused", "dense"),
+                        help="how mixup layers form W~ (agwm_betty.fused_mixup): fused, or dense (the reference)")
+    parser.add_argument("--compare-mixup", action="store_true",
+                        help=f"also time the search step with the other --mixup-impl ({MIXUP_PREFIX}<impl>)")
+    parser.add_argument("--e2e-only", action="store_true", help="--e2e without the step timing before it")
+    parser.add_argument("--e2e-model", default="minilm", choices=MODELS, help="--e2e: the model of the whole runs")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -146,6 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from agwm_betty.mixup import set_mixup_impl
+
+    set_mixup_impl(args.mixup_impl)
     if args.memory_child:
         memory_child(args)
         return 0
@@ -158,14 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config(args)
     device = resolve_device(cfg)
     models = [m for m in args.models.split(",") if m] or (list(MODELS) if device.type == "cuda" else ["minilm"])
+    if args.e2e_only:
+        args.e2e, models = True, []
     for m in models:
         if m not in MODELS:
             raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, "
+    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, mixup {args.mixup_impl}, "
           f"batch {args.batch_size} x {args.seq_len}, {args.repeats} rounds", flush=True)
     tok, data = tokenizer(), fixed_dataset(args.batch_size, args.seq_len)
-    results = {"device": str(device), "device_name": name, "precision": args.precision, "models": {}}
+    results = {"device": str(device), "device_name": name, "precision": args.precision,
+               "mixup_impl": args.mixup_impl, "models": {}}
     for model_name in models:
         times, flops = time_steps(model_name, args, cfg, tok, data)
         med = {v: statistics.median(t) for v, t in times.items()}
@@ -201,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(amortised) > 1:
             print("  amortised search cost per inner step / vanilla (one outer step every T inner steps): "
                   + "  ".join(f"T={t} {r:.2f}" for t, r in sorted(amortised.items())))
+        for v in (v for v in med if v.startswith(MIXUP_PREFIX)):
+            print(f"  search step with mixup {v[len(MIXUP_PREFIX):]} (this run: {args.mixup_impl}): /vanilla "
+                  f"{res['time_ratio'][v]:.2f}, paired {res['paired_time_ratio'][v]:.2f}; "
+                  f"{args.mixup_impl}/{v[len(MIXUP_PREFIX):]} {med['search'] / med[v]:.3f}")
         rows = [v for v in med if v.startswith(HG_PREFIX)]
         if rows:
             print(f"  per hypergradient (search step / vanilla; default {cfg.hypergradient}):")
@@ -233,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
+    if not results["models"]:
+        return 0
     head = results["models"].get("minilm") or next(iter(results["models"].values()))
     memory = f"{head['memory_ratio']['search']:.2f}" if "memory_ratio" in head else "nan"
     t5 = head["amortised_search_ratio"].get(5, float("nan"))

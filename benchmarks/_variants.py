@@ -11,6 +11,7 @@ BETTY_SEARCH = "search-betty"
 UNROLL_PREFIX = "search-T"  # + T: the search step with one outer step every T inner steps
 HG_PREFIX = "search-hg:"  # + name: the search step with that hypergradient
 MIXUP_PREFIX = "search-mixup:"  # + impl: the search step with that mixup implementation (--compare-mixup)
+REPORT_PREFIX = "search-report:"  # + logger: the search step logging its curves every step (--report-to)
 MODELS = ("minilm", "bert-large")
 BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 # BENCH_BERT_LARGE_LAYERS=1: BERT-large's widths with fewer layers, for a rehearsal on a CPU
@@ -106,12 +107,20 @@ def _build_variant(variant: str, model_name: str, cfg, tok, data):
     if variant != "vanilla":
         apply_mixup(model, rank=cfg.rank, init_mean=cfg.alpha_init_mean, init_std=cfg.alpha_init_std,
                     exclude_modules=HEAD_MODULES + tuple(new_modules))
-    if variant in ("search", BETTY_SEARCH) or variant.startswith((UNROLL_PREFIX, HG_PREFIX)):
+    if variant in ("search", BETTY_SEARCH) or variant.startswith((UNROLL_PREFIX, HG_PREFIX, REPORT_PREFIX)):
         set_alphas_trainable(model, True)
         unroll = unroll_of(variant)
         hypergradient = variant[len(HG_PREFIX):] if variant.startswith(HG_PREFIX) else cfg.hypergradient
         run_cfg = dataclasses.replace(cfg, unroll_steps=unroll, hypergradient=hypergradient)
-        engine, _ = _split_engine(model, data, data, tok, run_cfg, seed=0, learn_alpha=True, desc="bench")
+        log = None
+        if variant.startswith(REPORT_PREFIX):  # every step a log step: the upper bound of logging's cost
+            import tempfile
+
+            from agwm_betty.curves import RunLog
+
+            run_cfg = dataclasses.replace(run_cfg, log_every=1)
+            log = RunLog(tempfile.mkdtemp(prefix="bench-curves-"), "bench", variant[len(REPORT_PREFIX):], 1)
+        engine, _ = _split_engine(model, data, data, tok, run_cfg, seed=0, learn_alpha=True, desc="bench", log=log)
         engine.outer.single_backward = variant != BETTY_SEARCH
         engine.train()
         counter = itertools.count(1)

@@ -24,6 +24,9 @@ Each variant draws its batch from a `data.make_loader` loader, as in training.
           outer step every T inner steps (the paper's section 6); timed T inner steps at a time
           (T - 1 plain inner steps and one that triggers the outer step), reported per inner
           step: the amortised search cost (T * inner + outer) / T.
+  (c, log) search-report:<logger> (`--report-to tensorboard` or `wandb`): the search step logging its
+          curves (agwm_betty.curves) at every step, the upper bound of what logging costs; every
+          other variant logs nothing.
   (c, dense)  search-mixup:dense (`--compare-mixup`): the search step with the dense mixup
           (`agwm_betty.fused_mixup`), the "before" of #25, interleaved with the fused one (or the
           other way round with `--mixup-impl dense`). The finetune step is the same in both.
@@ -105,6 +108,7 @@ from _e2e import e2e_estimate, e2e_measure
 from _memory import measure_memory, memory_child
 from _timing import time_steps
 from _variants import BETTY_SEARCH, HG_PREFIX, MIXUP_PREFIX, MODELS, UNROLL_PREFIX, VARIANTS, config, fixed_dataset, tokenizer, unroll_of
+from _variants import REPORT_PREFIX
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,6 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how mixup layers form W~ (agwm_betty.fused_mixup): fused, or dense (the reference)")
     parser.add_argument("--compare-mixup", action="store_true",
                         help=f"also time the search step with the other --mixup-impl ({MIXUP_PREFIX}<impl>)")
+    parser.add_argument("--report-to", default="none", choices=("none", "tensorboard", "wandb"),
+                        help=f"also time the search step logging its curves there at every step "
+                             f"({REPORT_PREFIX}<logger>; the other rows log nothing)")
     parser.add_argument("--e2e-only", action="store_true", help="--e2e without the step timing before it")
     parser.add_argument("--e2e-model", default="minilm", choices=MODELS, help="--e2e: the model of the whole runs")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -225,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  search step with mixup {v[len(MIXUP_PREFIX):]} (this run: {args.mixup_impl}): /vanilla "
                   f"{res['time_ratio'][v]:.2f}, paired {res['paired_time_ratio'][v]:.2f}; "
                   f"{args.mixup_impl}/{v[len(MIXUP_PREFIX):]} {med['search'] / med[v]:.3f}")
+        for v in (v for v in med if v.startswith(REPORT_PREFIX)):
+            print(f"  search step logging to {v[len(REPORT_PREFIX):]} at every step (--log-every 1): /vanilla "
+                  f"{res['time_ratio'][v]:.2f}, paired {res['paired_time_ratio'][v]:.2f}; /search without "
+                  f"logging {med[v] / med['search']:.3f} (at --log-every k the extra is about 1/k of that)")
         rows = [v for v in med if v.startswith(HG_PREFIX)]
         if rows:
             print(f"  per hypergradient (search step / vanilla; default {cfg.hypergradient}):")

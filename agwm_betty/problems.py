@@ -56,6 +56,12 @@ class _SharedModuleProblem(ImplicitProblem):
         """Whether this step's stats go to the logger (Betty's `log_step`, counted per level)."""
         return self.log_step > 0 and self._count % self.log_step == 0
 
+    def log(self, stats, global_step):
+        # Betty's `log` first formats an INFO line (silenced above) by reading each tensor back
+        # alone; the run's logger (agwm_betty.curves) reads them back in one transfer.
+        step = self._count if global_step is None or self.log_local_step else global_step
+        self.logger.log(stats, tag=self._name, step=step)
+
     def one_step_descent(self, batch=None):
         loss_dict = super().one_step_descent(batch)
         self.losses.append(loss_dict["loss"])

@@ -207,3 +207,42 @@ def test_wandb_gets_the_run_directory_its_init_and_every_point(tmp_path, monkeyp
                                   project="agwm-betty")]  # Betty 0.2.1's WandBLogger never calls init
     assert calls["log"] == [{"finetune/loss": 0.5, "global_step": 5}] and calls["finish"] == 1
     assert paths == {"curves_file": "curves/run.jsonl", "log_dir": "wandb/run"}
+
+
+READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+
+
+def host_reads_of_a_search(tokenizer, log_every: int | None, tmp_path: Path) -> int:
+    """Reads of device values (each one a host sync on a GPU) over a 4-step search of one split."""
+    from agwm_betty.mixup import apply_mixup
+    from agwm_betty.search import _split_engine
+
+    torch.manual_seed(0)
+    model = apply_mixup(tiny_model("bert").train())
+    data = synthetic_task(40)
+    cfg = Config(**{**TINY, "K": 1, "log_every": log_every or 1})
+    log = None if log_every is None else RunLog(tmp_path, f"every{log_every}")
+    engine, steps = _split_engine(model, data.select(range(32)), data.select(range(32, 40)), tokenizer, cfg,
+                                  seed=0, learn_alpha=True, desc="test", log=log)
+    assert steps == 4
+    count = [0]
+    originals = {name: getattr(torch.Tensor, name) for name in READS}
+
+    def counted(original):
+        def read(self, *args, **kwargs):
+            count[0] += 1
+            return original(self, *args, **kwargs)
+        return read
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, original in originals.items():
+            mp.setattr(torch.Tensor, name, counted(original))
+        engine.run()
+    return count[0]
+
+
+def test_logging_reads_the_device_only_at_log_steps_once_per_level(tokenizer, tmp_path):
+    plain = host_reads_of_a_search(tokenizer, None, tmp_path)
+    assert host_reads_of_a_search(tokenizer, 100, tmp_path) == plain  # a log but no log step: nothing more
+    extra = host_reads_of_a_search(tokenizer, 2, tmp_path) - plain  # 2 log steps, each level logs at both
+    assert 2 <= extra <= 2 * 2  # the outer level's values at least, one transfer per level and log step

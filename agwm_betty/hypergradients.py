@@ -172,7 +172,8 @@ def register_hypergradient(name: str, fn: Callable) -> None:
 
     `fn` goes into Betty's `jvp_fn_mapping` as the built-ins do, so the search step, the signal
     probe and `alpha_hypergradient` call it alike. A built-in name cannot be taken; registering
-    the same function under the same name again (a module imported twice) changes nothing."""
+    the same function under the same name again (a module imported twice) changes nothing. The
+    name lives in this process: worker processes find a 'package.module:function' name themselves."""
     if name in RESERVED:
         raise ValueError(f"hypergradient {name!r} is built in; register yours under another name")
     if not callable(fn):

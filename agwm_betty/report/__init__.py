@@ -4,12 +4,16 @@ One idea per module, each importing its siblings directly (never this package):
 `names` (task names, method labels, row order), `records` (reading runs.jsonl, selecting runs,
 pairing arms by seed), `stats` (chance, t-tests, summaries, paired differences, cost), `tables`
 (the paper's layouts, markdown), `alpha` (signal and alpha-pattern tables from the diagnostics),
-`figures` (matplotlib plots), `render` (tables.md, CSVs and figures in one folder) and `html`
+`figures` (matplotlib plots), `curves` (the runs' curves files: did the outer level move, loss
+and alpha curves), `render` (tables.md, CSVs and figures in one folder) and `html`
 (that folder as one self-contained page). scipy and matplotlib load only when a p-value or a
 figure is computed.
 """
 from agwm_betty.report.alpha import (
     PATTERNS, SIGNAL_KEYS, alpha_pattern_table, pattern_correlations, signal_runs, signal_table,
+)
+from agwm_betty.report.curves import (
+    curve_runs, curves_section, outer_level_section, outer_level_table, plot_alpha_curves, plot_loss_curves,
 )
 from agwm_betty.report.figures import (
     figure, layer_key, plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal,
@@ -33,12 +37,13 @@ from agwm_betty.report.tables import (
 
 __all__ = [
     "ABLATION_METHODS", "CHANCE", "CHANCE_TOL", "DEFAULT_METRIC", "LEGEND", "METHOD_ORDER", "PAPER",
-    "PATTERNS", "RECORD_CHANCE_TOL", "REQUIRED", "SIGNAL_KEYS", "TASK_NAMES",
-    "ablation_table", "alpha_pattern_table", "average_table", "chance_level", "figure", "file_label",
-    "fmt_p", "fmt_paper", "is_degenerate", "label_key", "layer_key", "load_records", "load_runs",
-    "markdown_to_html", "method_label", "n_name", "pair_by_seed", "paired_differences", "paired_p",
-    "paired_summary", "pattern_correlations", "plot_alpha_hist", "plot_alpha_layers",
-    "plot_metric_boxes", "plot_signal", "read_records", "relative_cost", "render_report", "select",
-    "signal_runs", "signal_table", "summary_table", "task_key", "task_name", "task_table",
-    "to_markdown", "welch_p", "write_html", "write_report",
+    "PATTERNS", "RECORD_CHANCE_TOL", "REQUIRED", "SIGNAL_KEYS", "TASK_NAMES", "ablation_table",
+    "alpha_pattern_table", "average_table", "chance_level", "curve_runs", "curves_section", "figure",
+    "file_label", "fmt_p", "fmt_paper", "is_degenerate", "label_key", "layer_key", "load_records",
+    "load_runs", "markdown_to_html", "method_label", "n_name", "outer_level_section", "outer_level_table",
+    "pair_by_seed", "paired_differences", "paired_p", "paired_summary", "pattern_correlations",
+    "plot_alpha_curves", "plot_alpha_hist", "plot_alpha_layers", "plot_loss_curves", "plot_metric_boxes",
+    "plot_signal", "read_records", "relative_cost", "render_report", "select", "signal_runs", "signal_table",
+    "summary_table", "task_key", "task_name", "task_table", "to_markdown", "welch_p", "write_html",
+    "write_report",
 ]

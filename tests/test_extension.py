@@ -31,8 +31,9 @@ def registry():
     """Betty's mapping and our names as they were before the test registered anything."""
     types, mapping = dict(BETTY_TYPES), dict(jvp_fn_mapping)
     yield
-    BETTY_TYPES.clear(), BETTY_TYPES.update(types)
-    jvp_fn_mapping.clear(), jvp_fn_mapping.update(mapping)
+    for now, before in ((BETTY_TYPES, types), (jvp_fn_mapping, mapping)):
+        now.clear()
+        now.update(before)
 
 
 @pytest.mark.parametrize("name", ["scaled-darts", SPEC])

@@ -66,11 +66,11 @@ def curve_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def over_seeds(runs: pd.DataFrame, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(steps, mean, min, max) of `tag` over the runs' seeds, on the steps all of them have."""
+    """(steps, mean, min, max) of `tag` over the runs' seeds, on the steps all of them have (None if none)."""
     parts = [c[tag] for c in runs["curves"] if tag in c and len(c[tag][0])]
-    if not parts:
+    shared = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in parts))) if parts else []
+    if not shared:
         return None
-    shared = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in parts)))
     values = np.array([[dict(zip(steps.tolist(), v))[s] for s in shared] for steps, v in parts], dtype=float)
     return np.array(shared), values.mean(axis=0), values.min(axis=0), values.max(axis=0)
 
@@ -82,7 +82,7 @@ def _groups(runs: pd.DataFrame) -> list[str]:
 
 def _last(runs: pd.DataFrame, tag: str) -> float:
     summary = over_seeds(runs, tag)
-    return float(summary[1][-1]) if summary is not None and len(summary[0]) else math.nan
+    return math.nan if summary is None else float(summary[1][-1])
 
 
 def outer_level_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -23,9 +23,16 @@ from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, hypergradie
 from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs, resolve_hypergradient
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
-from agwm_betty.train import check_finite, task_loss
+from agwm_betty.train import divergence_error, task_loss
 
 get_logger().setLevel(logging.WARNING)  # Betty logs every problem's wiring at INFO on stdout
+
+# Host syncs: a level keeps its losses, their finiteness and the clamp share on the device and
+# reads them back every FINITE_CHECK_EVERY of its steps and when the engine's run ends, rather
+# than every step (a read of a device value waits for every queued kernel). What a search step
+# still reads is darts' eps = radius / ||v|| (a Python float in Betty's darts, once per outer
+# step), and at log steps the logged values (tests/test_host_syncs.py counts them).
+FINITE_CHECK_EVERY = 16
 
 
 class _SharedModuleProblem(ImplicitProblem):
@@ -40,6 +47,7 @@ class _SharedModuleProblem(ImplicitProblem):
         self.losses: list[float] = []
         self.batch_weight = 1.0  # this rank's share of the global batch (data parallel)
         self._params: list | None = None
+        self._diverged: tuple[torch.Tensor, torch.Tensor] | None = None  # (first bad step or -1, its loss)
 
     def parameters(self):
         # Betty asks for these several times per step (darts: 7); the split never changes.
@@ -65,7 +73,41 @@ class _SharedModuleProblem(ImplicitProblem):
     def one_step_descent(self, batch=None):
         loss_dict = super().one_step_descent(batch)
         self.losses.append(loss_dict["loss"])
+        if self._count % FINITE_CHECK_EVERY == 0:
+            self.raise_if_diverged()
         return loss_dict
+
+    def get_loss(self, batch):
+        # Betty's get_loss, but the loss it records stays a device tensor (Betty calls .item())
+        out = self.training_step_exec(batch)
+        loss = out["loss"] if isinstance(out, dict) else out
+        loss_dict = {**(out if isinstance(out, dict) else {}), "loss": loss.detach()}
+        if self.scaler is not None:
+            loss = self.scaler.scale(loss)
+        return loss / self.gas, loss_dict
+
+    def watch_finite(self, loss: torch.Tensor) -> None:
+        """Note on the device whether `loss` is finite; `raise_if_diverged` reads it back later."""
+        loss = loss.detach().float()
+        bad = ~torch.isfinite(loss).all()
+        if self._diverged is None:
+            self._diverged = (torch.full((), -1, dtype=torch.long, device=loss.device), loss.reshape(-1)[0])
+        step, value = self._diverged
+        first = bad & (step < 0)
+        self._diverged = (torch.where(first, self._count, step), torch.where(first, loss.reshape(-1)[0], value))
+
+    def raise_if_diverged(self) -> None:
+        """Raise `DivergenceError` naming the first step whose loss was not finite (one host read)."""
+        if self._diverged is not None:
+            step, value = torch.stack([self._diverged[0].to(self._diverged[1]), self._diverged[1]]).tolist()
+            if step >= 0:
+                raise divergence_error(value, self.phase, int(step))
+
+    def finish(self) -> None:
+        """At the end of a run: the deferred finiteness check, and the losses read back as floats."""
+        self.raise_if_diverged()
+        if self.losses and torch.is_tensor(self.losses[-1]):
+            self.losses = torch.stack([torch.as_tensor(v).float() for v in self.losses]).tolist()
 
     def param_groups(self):
         # Betty rebuilds the optimizer from these (BETTY_NOTES 2, 3): keep the groups we built
@@ -111,7 +153,7 @@ class Inner(_SharedModuleProblem):
 
     def training_step(self, batch):
         loss = task_loss(self.module, batch)
-        check_finite(loss, self.phase, self._count)
+        self.watch_finite(loss)
         if self.l2:
             loss = loss + self.l2 * sum((p * p).sum() for p in self.parameters())
         return loss
@@ -165,7 +207,7 @@ class Outer(_SharedModuleProblem):
 
     def training_step(self, batch):
         loss = task_loss(self.inner, batch)
-        check_finite(loss, self.phase, self._count)
+        self.watch_finite(loss)
         return loss
 
     def owned_parameters(self):
@@ -178,21 +220,26 @@ class Outer(_SharedModuleProblem):
         lr = self.optimizer.param_groups[0]["lr"]
         loss_dict = super().one_step_descent(batch)
         if self.log_due():  # device tensors: the logger reads them back together
-            loss_dict.update(lr=lr, clamp_share=self.clamp_undone_share, hypergradient=self._hypergradient,
+            loss_dict.update(lr=lr, clamp_share=self._clamp_share(), hypergradient=self._hypergradient,
                              alpha=alpha_curves(self.module, self.alpha_start) if self.alpha_start else None)
         return loss_dict
 
     def param_callback(self):
         stepped = [p.detach().clone() for p in self.parameters()]
         clamp_alphas_(self.module)
-        with torch.no_grad():  # two host syncs per outer step, not two per alpha tensor
-            self.clamp_moved += _l1(s - b for b, s in zip(self._before_step, stepped))
-            self.clamp_undone += _l1(s - p for s, p in zip(stepped, self.parameters()))
+        with torch.no_grad():  # float64 sums kept on the device: read back when the share is asked for
+            self.clamp_moved = self.clamp_moved + _l1(s - b for b, s in zip(self._before_step, stepped))
+            self.clamp_undone = self.clamp_undone + _l1(s - p for s, p in zip(stepped, self.parameters()))
+
+    def _clamp_share(self):
+        """`clamp_undone_share` as a device tensor (no host read), or 0.0 before any outer step."""
+        moved = torch.as_tensor(self.clamp_moved)
+        return torch.where(moved > 0, self.clamp_undone / moved.clamp_min(1e-300), 0.0)
 
     @property
     def clamp_undone_share(self) -> float:
         """Share of the alpha updates (L1) that the clamp to [0, 1] undid."""
-        return self.clamp_undone / self.clamp_moved if self.clamp_moved > 0 else 0.0
+        return float(self._clamp_share())
 
     def grad_callback(self):
         # The direct term is already global (see backward); what is left is the hypergradient,
@@ -240,9 +287,9 @@ class Outer(_SharedModuleProblem):
             vector = jvp_fn(vector, path[i], path[i + 1], i == len(path) - 2)
 
 
-def _l1(tensors) -> float:
-    """Sum of absolute entries over tensors, in float64, read back once."""
-    return torch.stack([t.abs().sum(dtype=torch.float64) for t in tensors]).sum().item()
+def _l1(tensors) -> torch.Tensor:
+    """Sum of absolute entries over tensors, in float64, on the device."""
+    return torch.stack([t.abs().sum(dtype=torch.float64) for t in tensors]).sum()
 
 
 class SearchEngine(DistributedEngine):
@@ -268,6 +315,8 @@ class SearchEngine(DistributedEngine):
             super().run()
         finally:
             self._bar.close()
+        for problem in self.problems:
+            problem.finish()
 
     def train_step(self):
         super().train_step()

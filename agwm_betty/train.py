@@ -23,10 +23,13 @@ class DivergenceError(RuntimeError):
 def check_finite(loss: torch.Tensor, phase: str, step: int) -> None:
     """Raise `DivergenceError` naming the phase and step when `loss` is not finite."""
     if not torch.isfinite(loss.detach()).all():
-        raise DivergenceError(
-            f"non-finite loss ({loss.detach().float().item()}) at step {step} of the {phase}; "
-            f"lower the learning rate or check the data"
-        )
+        raise divergence_error(loss.detach().float().item(), phase, step)
+
+
+def divergence_error(loss: float, phase: str, step: int) -> DivergenceError:
+    """The error for a non-finite `loss` at `step` of `phase` (also raised by a deferred check)."""
+    return DivergenceError(f"non-finite loss ({loss}) at step {step} of the {phase}; "
+                           f"lower the learning rate or check the data")
 
 
 def resolve_device(cfg: Config) -> torch.device:

@@ -136,8 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--unrolls", type=lambda v: tuple(int(t) for t in v.split(",") if t.strip()),
                         default=(2, 5, 10), help="T values of the amortised search step (empty = none)")
     parser.add_argument("--hypergradients", type=lambda v: tuple(t for t in v.split(",") if t.strip()),
-                        default=None, help="hypergradients timed side by side, a row each (default: all; "
-                        "empty = none)")
+                        default=None, help="hypergradients timed side by side, a row each (default: all "
+                        "built-ins; empty = none; a package.module:function of your own too)")
     parser.add_argument("--e2e-unroll", type=int, default=5, help="--e2e: the T measured beside T = 1")
     parser.add_argument("--e2e-procs", type=int, default=2, help="--e2e: processes of the split-parallel run (1 = none)")
     parser.add_argument("--task", default="cola", help="task of --e2e")
@@ -158,6 +158,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         from agwm_betty.config import HYPERGRADIENTS
 
         args.hypergradients = HYPERGRADIENTS
+    from agwm_betty.hypergradients import resolve_hypergradient
+
+    for name in args.hypergradients:  # a bad name fails here, not after the other variants' timing
+        try:
+            resolve_hypergradient(name)
+        except ValueError as err:
+            parser.error(str(err))
     if args.quick:
         args.repeats, args.memory_steps = min(args.repeats, 2), 1
     return args

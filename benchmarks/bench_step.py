@@ -91,9 +91,16 @@ does 1 + 1, which is the floor of Betty's darts. The rest is per-kernel overhead
 shrink with the model's matmuls: each mixup layer adds ~6 small kernels per forward and ~10 per
 backward (forming W~ and its gradients), darts adds a pass over all of W per perturbation, and
 Betty synchronises with the GPU ~7 times a step (loss.item(), ||v||.item(), finiteness checks).
-On a 16 ms MiniLM step or a bf16 BERT-large step the GPU then waits for the CPU. Fusing the
-mixing into one kernel per layer (torch.compile or a custom autograd Function) or CUDA graphs
-would be the next step; not done here.
+On a 16 ms MiniLM step or a bf16 BERT-large step the GPU then waits for the CPU.
+
+#25 (the rows above are from before it; `gpu_bench.sh` measures it on the next GPU): the mixup
+layers form W~ in one custom autograd node (`agwm_betty/fused_mixup.py`: 4 passes over out x in
+per forward instead of ~6, at most 6 per backward instead of ~10, and no coefficient matrix kept
+for the backward), and a search step reads the device back once (darts' eps) where it read it 9
+times (Betty's loss.item() per level, four finiteness checks, two clamp-share sums): losses,
+finiteness and the clamp share stay on the device until every 16th step or a split's end
+(`tests/test_host_syncs.py` counts them). The finetune step already adds one kernel per layer each
+way (frozen alphas: W~ = A * W + the cached B * W0). torch.compile and CUDA graphs are not used.
 """
 from __future__ import annotations
 

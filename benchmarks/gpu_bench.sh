@@ -24,9 +24,9 @@ started=$SECONDS
 
 if [ "${TINY:-0}" = 1 ]; then  # a busy 2-core CPU: tiny work, generous limits
   export BENCH_BERT_LARGE_LAYERS=1
-  STEP=(--repeats 1 --warmup 0 --batch-size 2 --seq-len 16)
-  E2E=(--n 16 --K 2 --e2e-procs 2)
-  E2E_LARGE=(--n 16 --K 2 --e2e-procs 2)
+  STEP=(--threads 1 --repeats 1 --warmup 0 --batch-size 2 --seq-len 16)  # one thread: two spin on a busy CPU
+  E2E=(--threads 1 --n 16 --K 2 --e2e-procs 2)
+  E2E_LARGE=(--threads 1 --n 16 --K 2 --e2e-procs 2)
   SCALE=10
 else
   STEP=(--device cuda --repeats 10 --warmup 2)

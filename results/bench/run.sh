@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Cost of the method on this project's 2-core CPU (#13), measured side by side in one process:
 # 1. one step of each variant on 16 x 128 tokens, interleaved over rounds, with the amortised
-#    search cost per inner step for one outer step every T inner steps, T in {1, 2, 5, 10};
+#    search cost per inner step for one outer step every T inner steps (T = 1 and 5), and the
+#    search step with the dense mixup beside the fused one;
 # 2. whole runs end to end at the paper's K = 5 on CoLA (n = 100 here: a CPU budget): vanilla,
 #    agwm with T = 1 and T = 5, each in one process and split-parallel on P = 2 processes.
-#   bash results/bench/run.sh [step|e2e]      # -> results/bench/{step,e2e}.{txt,json}
+# 3. (#25) the fused mixup's search step against the dense one's, 10 rounds side by side.
+#   bash results/bench/run.sh [step|mixup|e2e]   # -> results/bench/{step,mixup_ab,e2e}.{txt,json}
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 OUT=results/bench
 part=${1:-all}
 if [[ $part == all || $part == step ]]; then
-  $PY benchmarks/bench_step.py --no-memory --hypergradients "" --repeats 3 --json $OUT/step.json | tee $OUT/step.txt
+  # #25: the fused mixup (the default) with the dense one's search step interleaved beside it, on
+  # one thread (the 2 cores were shared with ~10 other processes: two threads spun in each other's
+  # way); T = 2, T = 10 and the FLOP count left out for time (the 2026-11 run: 2.66x, 1.45x, 3.98x)
+  $PY benchmarks/bench_step.py --threads 1 --no-memory --no-flops --hypergradients "" --unrolls 5 --compare-mixup \
+    --repeats 2 --json $OUT/step.json | tee $OUT/step.txt
+fi
+if [[ $part == all || $part == mixup ]]; then
+  # #25: fused against dense mixup, the search step on a shorter batch (16 x 32: the mixing is a
+  # larger share of it) over 10 interleaved rounds on one thread, per round side by side
+  $PY benchmarks/bench_step.py --threads 1 --no-memory --no-flops --unrolls "" --hypergradients "" --compare-mixup \
+    --repeats 10 --seq-len 32 --json $OUT/mixup_ab.json 2>&1 | tee $OUT/mixup_ab.txt
 fi
 if [[ $part == all || $part == e2e ]]; then
   $PY benchmarks/bench_step.py --no-memory --hypergradients "" --unrolls "" --repeats 1 --no-flops --e2e --task cola \

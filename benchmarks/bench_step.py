@@ -74,9 +74,9 @@ loss), timed in the same process, interleaved, as the "before" of this package's
   CPU, shared 2 cores (load 5-7 from other jobs: one step took 8 s to 22 s within the run), MiniLM,
   fp32: finetune 0.86, search 4.12 (paired 3.94; Betty's 3.92: the noise is larger than the gain),
   memory 1.18 / 1.24 (peak RSS), FLOPs 1.00 / 3.98 (Betty's 4.63).
-  CPU after #25 (2026-12-01, 1 thread, 16 x 32 tokens, 10 rounds, results/bench/mixup_ab.txt), MiniLM,
-  fp32: finetune 1.04, search 3.79 with the fused mixup, 3.87 with the dense one (fused faster in
-  7 of 10 rounds).
+  CPU after #25 (2026-12-01, idle, results/bench/step.txt), MiniLM, fp32: finetune 0.99, search
+  3.93 (paired 3.83) with the fused mixup, 3.96 with the dense one in the same run, FLOPs 3.98;
+  on 16 x 32 tokens over 10 rounds (1 thread, mixup_ab.txt) 3.79 fused, 3.87 dense.
   End to end, n = 300, H100, measured by gpu_check.sh (K = 2, four tasks sharing the GPU, 9-10
   seeds): agwm / vanilla = 11.4-11.8x on cola, rte, mrpc (8.6x stsb); the estimate from the
   MiniLM step times at K = 2 gives 11.0x, at the paper's K = 5 26x (BERT-large 18x).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Cost of the method on this project's 2-core CPU (#13), measured side by side in one process:
 # 1. one step of each variant on 16 x 128 tokens, interleaved over rounds, with the amortised
-#    search cost per inner step for one outer step every T inner steps (T = 1 and 5), and the
-#    search step with the dense mixup beside the fused one;
+#    search cost per inner step for one outer step every T inner steps, T in {1, 2, 5, 10}, and
+#    (#25) the search step with the dense mixup beside the fused one;
 # 2. whole runs end to end at the paper's K = 5 on CoLA (n = 100 here: a CPU budget): vanilla,
 #    agwm with T = 1 and T = 5, each in one process and split-parallel on P = 2 processes.
 # 3. (#25) the fused mixup's search step against the dense one's, 10 rounds side by side.
@@ -13,11 +13,9 @@ PY=${PY:-.venv/bin/python}
 OUT=results/bench
 part=${1:-all}
 if [[ $part == all || $part == step ]]; then
-  # #25: the fused mixup (the default) with the dense one's search step interleaved beside it, on
-  # one thread (the 2 cores were shared with ~10 other processes: two threads spun in each other's
-  # way); T = 2, T = 10 and the FLOP count left out for time (the 2026-11 run: 2.66x, 1.45x, 3.98x)
-  $PY benchmarks/bench_step.py --threads 1 --no-memory --no-flops --hypergradients "" --unrolls 5 --compare-mixup \
-    --repeats 2 --json $OUT/step.json | tee $OUT/step.txt
+  # #25: the 2026-11 command, with the dense mixup's search step interleaved beside the fused one
+  $PY benchmarks/bench_step.py --no-memory --hypergradients "" --compare-mixup --repeats 3 --json $OUT/step.json \
+    | tee $OUT/step.txt
 fi
 if [[ $part == all || $part == mixup ]]; then
   # #25: fused against dense mixup, the search step on a shorter batch (16 x 32: the mixing is a

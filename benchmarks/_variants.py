@@ -16,6 +16,15 @@ MODELS = ("minilm", "bert-large")
 BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 # BENCH_BERT_LARGE_LAYERS=1: BERT-large's widths with fewer layers, for a rehearsal on a CPU
 LAYERS_ENV = "BENCH_BERT_LARGE_LAYERS"
+# How MiniLM is built. pretrained (default): the embedded package's weights. random: its config with
+# random weights (seed 0), like BERT-large: step times and memory do not depend on the weights'
+# values, so a machine without the 80 MiB package can time it. bench_step --init sets INIT_ENV, so
+# that the memory subprocesses and the split-parallel ranks build the same model.
+INITS = ("pretrained", "random")
+INIT_ENV = "BENCH_INIT"
+# A directory with MiniLM's config.json and tokenizer files (no weights needed with random init);
+# default: the embedded package's model directory
+MINILM_DIR_ENV = "BENCH_MINILM_DIR"
 
 
 def config(args):
@@ -28,11 +37,27 @@ def config(args):
                   **kwargs).validate()
 
 
-def tokenizer():
+def minilm_init() -> str:
+    """How MiniLM is built in this process: pretrained or random (INIT_ENV, default pretrained)."""
+    init = os.environ.get(INIT_ENV, "pretrained")
+    if init not in INITS:
+        raise SystemExit(f"{INIT_ENV}={init!r}: choose from {', '.join(INITS)}")
+    return init
+
+
+def minilm_dir() -> str:
+    """Where MiniLM's config and tokenizer are read: MINILM_DIR_ENV, else the embedded package."""
+    if os.environ.get(MINILM_DIR_ENV):
+        return os.environ[MINILM_DIR_ENV]
     from agwm_betty.plm import embedded_model_path
+
+    return str(embedded_model_path())
+
+
+def tokenizer():
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(embedded_model_path()))
+    return AutoTokenizer.from_pretrained(minilm_dir())
 
 
 def build_model(name: str, device=None):
@@ -42,21 +67,24 @@ def build_model(name: str, device=None):
 
 
 def build_classifier(name: str, num_labels: int, regression: bool, device=None):
-    """(model, new head modules) of `name` with a `num_labels` head: the embedded MiniLM, or
-    BERT-large's shape from its config with random weights (no download), initialised on
-    `device` (seconds on a GPU, where a CPU takes tens of seconds for BERT-large)."""
+    """(model, new head modules) of `name` with a `num_labels` head: the embedded MiniLM (or its
+    config with random weights: minilm_init), or BERT-large's shape from its config with random
+    weights (no download), initialised on `device` (seconds on a GPU, where a CPU takes tens of
+    seconds for BERT-large)."""
     import torch
+    from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
-    if name == "minilm":
+    if name == "minilm" and minilm_init() == "pretrained":
         from agwm_betty.plm import load_plm
 
         loaded = load_plm("minilm", num_labels, regression)
         return loaded[0], list(loaded[-1])
-    from transformers import BertConfig, BertForSequenceClassification
-
     torch.manual_seed(0)
-    config = BertConfig(num_labels=num_labels, **{**BERT_LARGE, "num_hidden_layers": int(
-        os.environ.get(LAYERS_ENV, BERT_LARGE["num_hidden_layers"]))})
+    if name == "minilm":  # the checkpoint holds the pooler, so only the classifier is new, as pretrained
+        config = AutoConfig.from_pretrained(minilm_dir(), num_labels=num_labels)
+    else:
+        config = BertConfig(num_labels=num_labels, **{**BERT_LARGE, "num_hidden_layers": int(
+            os.environ.get(LAYERS_ENV, BERT_LARGE["num_hidden_layers"]))})
     if regression:
         config.problem_type = "regression"
     with torch.device(device or "cpu"):

@@ -118,7 +118,7 @@ from _e2e import e2e_estimate, e2e_measure
 from _memory import measure_memory, memory_child
 from _timing import time_steps
 from _variants import BETTY_SEARCH, HG_PREFIX, MIXUP_PREFIX, MODELS, UNROLL_PREFIX, VARIANTS, config, fixed_dataset, tokenizer, unroll_of
-from _variants import REPORT_PREFIX
+from _variants import INIT_ENV, INITS, REPORT_PREFIX, minilm_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,6 +161,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"({REPORT_PREFIX}<logger>; the other rows log nothing)")
     parser.add_argument("--e2e-only", action="store_true", help="--e2e without the step timing before it")
     parser.add_argument("--e2e-model", default="minilm", choices=MODELS, help="--e2e: the model of the whole runs")
+    parser.add_argument("--init", choices=INITS, default=os.environ.get(INIT_ENV, "pretrained"),
+                        help=f"MiniLM's weights: the embedded checkpoint, or random from its config (times and "
+                             f"memory do not depend on the values; config and tokenizer from $BENCH_MINILM_DIR "
+                             f"if set). Default: ${INIT_ENV}, else pretrained")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -183,6 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ[INIT_ENV] = args.init  # the memory subprocesses and split-parallel ranks read it
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from agwm_betty.mixup import set_mixup_impl
 
@@ -207,9 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, mixup {args.mixup_impl}, "
           f"batch {args.batch_size} x {args.seq_len}, {args.repeats} rounds", flush=True)
+    print(f"MiniLM: {args.init} weights, config and tokenizer from {minilm_dir()}", flush=True)
     tok, data = tokenizer(), fixed_dataset(args.batch_size, args.seq_len)
     results = {"device": str(device), "device_name": name, "precision": args.precision,
-               "mixup_impl": args.mixup_impl, "models": {}}
+               "mixup_impl": args.mixup_impl, "minilm_init": args.init, "minilm_dir": minilm_dir(), "models": {}}
     for model_name in models:
         times, flops = time_steps(model_name, args, cfg, tok, data)
         med = {v: statistics.median(t) for v, t in times.items()}

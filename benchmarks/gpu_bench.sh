@@ -11,12 +11,17 @@
 # splits on P = K = 5 processes sharing the one GPU: e2e_measured.ratios), a .txt log per stage
 # and env.txt. BERT-large is its config with random weights (no download). TINY=1 rehearses the
 # plumbing on a CPU in minutes (batch 2 x 16, one round, BERT-large's widths with 1 layer, n = 16,
-# K = P = 2). Exit status 0 when every stage ran; a failed stage is named and the rest still run.
+# K = P = 2). BENCH_INIT=random builds MiniLM from its config with random weights (the ratios do not
+# depend on the weights' values), its config and tokenizer read from BENCH_MINILM_DIR (a directory
+# without model.safetensors): a machine without the embedded MiniLM package can then run every
+# stage. Default: pretrained, the embedded package's weights. env.txt and every JSON say which.
+# Exit status 0 when every stage ran; a failed stage is named and the rest still run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-results/bench}"
 PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 GLUE="${GLUE_DIR:-../shared/glue_data}"
+INIT="${BENCH_INIT:-pretrained}"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT_DIR"
 status=0
@@ -34,7 +39,7 @@ else
   E2E_LARGE=(--device cuda --n 100 --K 5 --e2e-procs 5)  # n = 100: 75 search steps in each run
   SCALE=1
 fi
-COMMON=(--models minilm,bert-large --compare-mixup --no-memory --no-flops --unrolls "" --hypergradients "")
+COMMON=(--models minilm,bert-large --compare-mixup --no-memory --no-flops --unrolls "" --hypergradients "" --init "$INIT")
 
 stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT_DIR/NAME.txt
   local name=$1 limit=$(($2 * SCALE))
@@ -52,6 +57,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT_D
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
   "$PY" -c "import sys, torch, transformers, betty; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'betty', betty.__version__, 'cuda', torch.cuda.is_available())"
   git log -1 --format='commit %H %s' 2>/dev/null
+  echo "MiniLM init: $INIT (config and tokenizer: ${BENCH_MINILM_DIR:-the embedded package})"
 } >"$OUT_DIR/env.txt" 2>&1
 cat "$OUT_DIR/env.txt"
 
@@ -59,8 +65,8 @@ stage gpu_fp32 90 "$PY" benchmarks/bench_step.py "${STEP[@]}" "${COMMON[@]}" --j
 stage gpu_bf16 75 "$PY" benchmarks/bench_step.py "${STEP[@]}" "${COMMON[@]}" --precision bf16 --json "$OUT_DIR/gpu_bf16.json"
 # whole runs: MiniLM in fp32 (its target), the BERT-large shape in bf16 (how users run it)
 stage gpu_e2e_minilm 120 "$PY" benchmarks/bench_step.py --e2e-only --e2e-model minilm --task cola --e2e-unroll 1 \
-  "${E2E[@]}" --data-dir "$GLUE" --json "$OUT_DIR/gpu_e2e_minilm.json"
+  "${E2E[@]}" --init "$INIT" --data-dir "$GLUE" --json "$OUT_DIR/gpu_e2e_minilm.json"
 stage gpu_e2e_bert-large 150 "$PY" benchmarks/bench_step.py --e2e-only --e2e-model bert-large --task cola --e2e-unroll 1 \
-  --precision bf16 "${E2E_LARGE[@]}" --data-dir "$GLUE" --json "$OUT_DIR/gpu_e2e_bert-large.json"
+  --precision bf16 "${E2E_LARGE[@]}" --init "$INIT" --data-dir "$GLUE" --json "$OUT_DIR/gpu_e2e_bert-large.json"
 echo "== done in $((SECONDS - started))s, status $status, everything in $OUT_DIR"
 exit $status

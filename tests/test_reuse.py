@@ -11,7 +11,7 @@ import torch
 
 import agwm_betty.experiment as experiment
 import agwm_betty.methods.agwm as agwm
-from agwm_betty import reuse
+from agwm_betty import reuse, sweep
 from agwm_betty.config import Config
 from agwm_betty.experiment import CustomTask, Experiment, TaskData
 from agwm_betty.mixup import save_alphas
@@ -31,11 +31,12 @@ def tiny_plm() -> tuple[torch.nn.Module, list[str]]:
 def tiny(monkeypatch, tokenizer):
     """Experiments run on a tiny random BERT and an already tokenised synthetic task."""
     monkeypatch.setattr(experiment, "_factory", lambda plm, spec: tiny_plm())
-    monkeypatch.setattr(experiment, "load_tokenizer", lambda plm: tokenizer)
-    monkeypatch.setattr(experiment, "load_task", lambda exp, task, tok: TaskData(
-        SPEC, synthetic_task(40, seed=1), synthetic_task(16, seed=9)))
-    monkeypatch.setattr(experiment, "subsample", lambda data, n, seed: data.shuffle(seed=seed).select(range(n)))
-    monkeypatch.setattr(experiment, "tokenize", lambda data, tok, spec, max_length: data)
+    task = lambda exp, task, tok: TaskData(SPEC, synthetic_task(40, seed=1), synthetic_task(16, seed=9))  # noqa: E731
+    for module in (experiment, sweep):
+        monkeypatch.setattr(module, "load_task", task)
+    monkeypatch.setattr(sweep, "load_tokenizer", lambda plm: tokenizer)
+    monkeypatch.setattr(sweep, "subsample", lambda data, n, seed: data.shuffle(seed=seed).select(range(n)))
+    monkeypatch.setattr(sweep, "tokenize", lambda data, tok, spec, max_length: data)
     return tokenizer
 
 
@@ -61,7 +62,7 @@ def exp(tmp_path: Path, **kw) -> Experiment:
 def run(e: Experiment, tokenizer, seed: int = 0):
     """One agwm run of `e` with its record and result (model and saved search)."""
     data = experiment.load_task(e, "synthetic", tokenizer)
-    train = experiment.subsample(data.train, e.n, seed)
+    train = sweep.subsample(data.train, e.n, seed)
     return experiment.run_one(e, data, train, data.eval, tokenizer, "synthetic", seed, "agwm")
 
 
@@ -72,7 +73,7 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 
 def test_save_alphas_writes_each_searched_alpha_beside_its_record(tiny, tmp_path):
-    records = experiment.run_sweep(exp(tmp_path, methods=("vanilla", "agwm"), save_alphas=True), log=lambda *_: None)
+    records = sweep.run_sweep(exp(tmp_path, methods=("vanilla", "agwm"), save_alphas=True), log=lambda *_: None)
     vanilla, searched = sorted(records, key=lambda r: r["method"] != "vanilla")
     assert "alphas_file" not in vanilla  # no alpha, nothing to save
     path = Path(searched["alphas_file"])

@@ -13,7 +13,8 @@ import torch
 
 from agwm_betty import workers
 from agwm_betty.config import Config
-from agwm_betty.experiment import CustomTask, Experiment, planned_runs, run_sweep, seed_major_runs, sweep_jobs
+from agwm_betty.experiment import CustomTask, Experiment
+from agwm_betty.sweep import planned_runs, run_sweep, seed_major_runs, sweep_jobs
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():

@@ -169,7 +169,7 @@ def experiment_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from agwm_betty.experiment import SweepError, run_sweep
+    from agwm_betty.sweep import SweepError, run_sweep
     from agwm_betty.train import DivergenceError
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.metadata
+import os
 import runpy
 import shlex
 import subprocess
@@ -70,13 +71,18 @@ def readme_calls(script: str) -> list[list[str]]:
     for block in (ROOT / "README.md").read_text(encoding="utf-8").split("```bash")[1:]:
         for line in block.split("```")[0].replace("\\\n", " ").splitlines():
             for command in line.split("&&"):
-                words = shlex.split(command, comments=True)
+                words = shlex.split(os.path.expandvars(command), comments=True)
                 if f"experiments/{script}" in words:
                     calls.append(words[words.index(f"experiments/{script}") + 1:])
     return calls
 
 
-def test_the_readme_commands_are_valid_calls_of_todays_scripts():
+def test_the_readme_commands_are_valid_calls_of_todays_scripts(monkeypatch):
+    import user_hypergradient
+
+    monkeypatch.setitem(sys.modules, "mymod", user_hypergradient)  # the README's mymod.py is this module
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")  # the SLURM array example, as its 4th task of 16
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "16")
     experiments = readme_calls("glue.py")
     assert experiments and readme_calls("report.py")
     for argv in experiments:  # flags, names and values as the CLI checks them before loading anything

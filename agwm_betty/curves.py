@@ -33,6 +33,7 @@ from betty.logging.logger_tensorboard import TensorBoardLogger
 from betty.logging.logger_wandb import WandBLogger
 
 from agwm_betty.config import REPORT_TO
+from agwm_betty.jsonlines import read_objects
 from agwm_betty.mixup import layer_group, mixup_layers
 
 MAX_POINTS = 500  # per curve in the curves file
@@ -217,12 +218,7 @@ def write_curves(path: Path, curves: Mapping[str, list[tuple[int, float]]]) -> N
 
 def read_curves(path: str | Path) -> dict[str, tuple[list[int], list[float | None]]]:
     """Tag -> (steps, values) of a curves file."""
-    out = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out[row["tag"]] = (row["steps"], row["values"])
-    return out
+    return {row["tag"]: (row["steps"], row["values"]) for _, row in read_objects(path)}
 
 
 # ---------------------------------------------------------------- what the levels log

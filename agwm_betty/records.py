@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agwm_betty.config import Config
+from agwm_betty.jsonlines import read_objects
 
 RUNS_FILE = "runs.jsonl"
 
@@ -54,7 +55,7 @@ def read_records(path: Path) -> list[dict]:
     """Records of a runs.jsonl (a missing file has none)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [record for _, record in read_objects(path)]
 
 
 @contextlib.contextmanager

@@ -498,8 +498,8 @@ def test_relative_cost_compares_times_only_on_one_device(tmp_path):
     ("missing.jsonl", None, "no such file"),
     ("empty.jsonl", "", "empty file"),
     ("blank.jsonl", "\n  \n", "empty file"),
-    ("runs.csv", "task,n,method,seed,metric\ncola,300,agwm,0,40.0\n", "line 1: malformed JSON"),
-    ("array.json", '[{"task": "cola"}]\n', "line 1: a record must be a JSON object"),
+    ("runs.csv", "task,n,method,seed,metric\ncola,300,agwm,0,40.0\n", "line 1: not valid JSON"),
+    ("array.json", '[{"task": "cola"}]\n', "line 1: expected a JSON object"),
     ("plot.png", PNG_MAGIC + bytes(range(256)), "not UTF-8 text"),
     ("folder", "DIR", "not a file"),
 ])

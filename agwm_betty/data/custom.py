@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,6 +10,7 @@ from datasets import DatasetDict
 
 from agwm_betty.data.schema import as_float, to_dataset
 from agwm_betty.data.tasks import ONE_TEXT, PAIR_TEXT, DataError, TaskSpec
+from agwm_betty.jsonlines import read_objects
 
 
 def load_custom(
@@ -129,18 +129,9 @@ def _read_table(path: Path, columns: list[str]) -> dict[str, list[str]]:
 def _read_json_lines(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     records: list[dict[str, Any]] = []
     found: dict[str, None] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}, line {line}: not JSON lines ({err})") from err
-            if not isinstance(record, dict):
-                raise DataError(f"{path}, line {line}: expected a JSON object, got {record!r:.60}")
-            records.append(record)
-            found.update(dict.fromkeys(record))
+    for _, record in read_objects(path, error=DataError):
+        records.append(record)
+        found.update(dict.fromkeys(record))
     return records, list(found)
 
 

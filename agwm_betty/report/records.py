@@ -1,7 +1,6 @@
 """Run records: reading runs.jsonl files, picking runs out of them and pairing two arms by seed."""
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from agwm_betty.jsonlines import read_objects
 from agwm_betty.report.names import method_label
 
 REQUIRED = ("task", "n", "method", "seed", "metric")
@@ -19,20 +19,11 @@ def read_records(path: str | Path) -> list[dict]:
     """Records of one runs.jsonl, each with its "source" (file:line); a bad line raises ValueError
     naming the file and line."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {lineno}: malformed JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {lineno}: a record must be a JSON object")
-            missing = [k for k in REQUIRED if k not in record]
-            if missing:
-                raise ValueError(f"{path}, line {lineno}: record lacks {', '.join(missing)}")
-            records.append({**record, "source": f"{path}:{lineno}"})
+    for lineno, record in read_objects(path):
+        missing = [k for k in REQUIRED if k not in record]
+        if missing:
+            raise ValueError(f"{path}, line {lineno}: record lacks {', '.join(missing)}")
+        records.append({**record, "source": f"{path}:{lineno}"})
     return records
 
 

@@ -26,13 +26,7 @@ CFG = dict(K=3, search_epochs=1, epochs=1, batch_size=6, progress=False, device=
 N = 21
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, as each worker: on a loaded two-core machine two threads spin for minutes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as each of two worker processes
 
 
 def dropout_mixup_model():

@@ -16,13 +16,7 @@ from agwm_betty.config import Config
 from agwm_betty.experiment import CustomTask, Experiment
 from agwm_betty.sweep import planned_runs, run_sweep, seed_major_runs, sweep_jobs
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here, as each of two workers gets on a two-core machine: same float sums."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as each of two worker processes
 
 
 def sweep(**kwargs) -> Experiment:

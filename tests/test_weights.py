@@ -3,6 +3,7 @@ through installed packages, checked by SHA-256, idempotent, never half-made, and
 import dataclasses
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,10 +160,23 @@ def rounded_spec(spec, tmp_path):
                         transfer_sha256=sha256_file(tmp_path / "half.safetensors"))
 
 
-def test_bf16_copy_holds_float32_weights_rounded_through_bfloat16(fake, tmp_path, monkeypatch):
+@pytest.fixture
+def bf16(fake, tmp_path, monkeypatch) -> SplitWeights:
+    """The fake PLM's bf16-rounded copy, registered as "fake-bf16" (not yet assembled)."""
+    spec = rounded_spec(fake[0], tmp_path)
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", spec)
+    return spec
+
+
+@pytest.fixture
+def bf16_here(fake, bf16) -> Path:
+    """The fake PLM and its bf16 copy assembled here (the bf16 copy's directory)."""
+    install("fake", root=fake[1])
+    return install("fake-bf16", root=fake[1])
+
+
+def test_bf16_copy_holds_float32_weights_rounded_through_bfloat16(fake, bf16):
     spec, root = fake
-    bf16 = rounded_spec(spec, tmp_path)
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
     with pytest.raises(WeightsError, match="setup.sh --plm fake"):
         install("fake-bf16", root=root)  # its source is not assembled yet
     install("fake", root=root)
@@ -175,12 +189,8 @@ def test_bf16_copy_holds_float32_weights_rounded_through_bfloat16(fake, tmp_path
     assert (path / "vocab.txt").exists() and is_assembled(bf16, root)
 
 
-def test_packed_pieces_unpack_elsewhere_to_the_same_rounded_directory(fake, tmp_path, monkeypatch):
-    spec, root = fake
-    bf16 = rounded_spec(spec, tmp_path)
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
-    install("fake", root=root)
-    here = install("fake-bf16", root=root)
+def test_packed_pieces_unpack_elsewhere_to_the_same_rounded_directory(fake, bf16, bf16_here, tmp_path):
+    root, here = fake[1], bf16_here
     pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=root)
     assert len(pieces) > 2 and all(p.stat().st_size <= 2048 for p in pieces)
     assert sum(p.stat().st_size for p in pieces) < bf16.size  # bf16 storage: about half
@@ -192,13 +202,8 @@ def test_packed_pieces_unpack_elsewhere_to_the_same_rounded_directory(fake, tmp_
     assert [sha256_file(p) for p in again] == [sha256_file(p) for p in pieces]  # byte-reproducible
 
 
-def test_a_corrupted_transfer_piece_is_refused(fake, tmp_path, monkeypatch):
-    spec, root = fake
-    bf16 = rounded_spec(spec, tmp_path)
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
-    install("fake", root=root)
-    install("fake-bf16", root=root)
-    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=root)
+def test_a_corrupted_transfer_piece_is_refused(fake, bf16, bf16_here, tmp_path):
+    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=fake[1])
     data = bytearray(pieces[-2].read_bytes())
     data[100] ^= 0xFF  # one flipped byte inside the weights
     pieces[-2].write_bytes(bytes(data))
@@ -246,12 +251,7 @@ def test_byte_planes_round_trip_any_length():
     assert weights.to_planes(b"\x01\xa0\x02\xa0") == b"\xa0\xa0\x01\x02"  # high bytes first
 
 
-def test_pack_sizes_each_piece_from_a_list_repeating_the_last(fake, tmp_path, monkeypatch):
-    spec, root = fake
-    bf16 = rounded_spec(spec, tmp_path)
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", bf16)
-    install("fake", root=root)
-    install("fake-bf16", root=root)
-    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=[500, 1500], root=root)
+def test_pack_sizes_each_piece_from_a_list_repeating_the_last(fake, bf16, bf16_here, tmp_path):
+    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=[500, 1500], root=fake[1])
     sizes = [p.stat().st_size for p in pieces]
     assert sizes[0] == 500 and all(size == 1500 for size in sizes[1:-1]) and 0 < sizes[-1] <= 1500

@@ -42,19 +42,10 @@ def storage_factors(f1: torch.Tensor, f2: torch.Tensor, transposed: bool) -> tup
     return (f2.t(), f1.t()) if transposed else (f1, f2)
 
 
-def dense_mix(weight: torch.Tensor, weight0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, rank: int,
-              convex: bool, transposed: bool) -> torch.Tensor:
-    """W~ by the formula, differentiated by autograd (the reference the fused path must equal)."""
-    a = f1 @ f2 / rank
-    b = 1 - a if convex else (1 - f1) @ (1 - f2) / rank
-    if transposed:
-        a, b = a.t(), b.t()
-    return torch.addcmul(b * weight0, a, weight)
-
-
 def fused_mix(weight: torch.Tensor, weight0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, rank: int,
               convex: bool, transposed: bool) -> torch.Tensor:
-    """W~ by `FusedMix` (same value and gradients as `dense_mix`, fewer passes over out x in)."""
+    """W~ by `FusedMix`: the value and gradients of the dense path (`MixupLinear.mix_coefficients`
+    under autograd) in fewer passes over out x in."""
     u, v = storage_factors(f1, f2, transposed)
     return FusedMix.apply(weight, weight0, u, v, rank, convex)
 

@@ -71,10 +71,13 @@ class _SharedModuleProblem(ImplicitProblem):
         self.logger.log(stats, tag=self._name, step=step)
 
     def one_step_descent(self, batch=None):
+        lr = self.optimizer.param_groups[0]["lr"]  # the lr of the step about to be taken
         loss_dict = super().one_step_descent(batch)
         self.losses.append(loss_dict["loss"])
         if self._count % FINITE_CHECK_EVERY == 0:
             self.raise_if_diverged()
+        if self.log_due():
+            loss_dict["lr"] = lr
         return loss_dict
 
     def get_loss(self, batch):
@@ -163,11 +166,7 @@ class Inner(_SharedModuleProblem):
 
     def one_step_descent(self, batch=None):
         self.step_lrs = group_lrs(self)  # eta_w of this step, for darts-paper (read after the step)
-        lr = self.optimizer.param_groups[0]["lr"]
-        loss_dict = super().one_step_descent(batch)
-        if self.log_due():
-            loss_dict["lr"] = lr
-        return loss_dict
+        return super().one_step_descent(batch)
 
     def configure(self, cfg: Config) -> None:
         """Set what the engine's wiring cannot: the explicit L2 term and the repeated step.
@@ -217,10 +216,9 @@ class Outer(_SharedModuleProblem):
         if self.probe is not None and self._count in self.probe.at:
             self.probe.measure(self, self._count)
         self._before_step = [p.detach().clone() for p in self.parameters()]
-        lr = self.optimizer.param_groups[0]["lr"]
         loss_dict = super().one_step_descent(batch)
         if self.log_due():  # device tensors: the logger reads them back together
-            loss_dict.update(lr=lr, clamp_share=self._clamp_share(), hypergradient=self._hypergradient,
+            loss_dict.update(clamp_share=self._clamp_share(), hypergradient=self._hypergradient,
                              alpha=alpha_curves(self.module, self.alpha_start) if self.alpha_start else None)
         return loss_dict
 

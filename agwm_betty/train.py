@@ -218,7 +218,8 @@ def train_loop(
     bar = tqdm(range(steps), desc=phase, leave=False, disable=not cfg.progress, dynamic_ncols=True)
     for step in bar:
         due = log is not None and log.due(step + 1)
-        train_step.measure_grad_norm, lr_now = due, train_step.scheduler.get_last_lr()[0]
+        train_step.measure_grad_norm = due
+        lr_now = train_step.scheduler.get_last_lr()[0] if due else None
         losses.append(train_step(next(batches), step))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
         if due:

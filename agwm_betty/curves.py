@@ -18,7 +18,6 @@ the last logged point is always kept.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import math
@@ -34,6 +33,7 @@ from betty.logging.logger_wandb import WandBLogger
 
 from agwm_betty.config import REPORT_TO
 from agwm_betty.jsonlines import read_objects
+from agwm_betty.records import run_stem
 from agwm_betty.mixup import layer_group, mixup_layers
 
 MAX_POINTS = 500  # per curve in the curves file
@@ -59,9 +59,7 @@ def require_backend(report_to: str) -> None:
 
 def log_name(record: Mapping[str, Any]) -> str:
     """File-system name of a run's curves and log directory: readable, and unique per run_id."""
-    tag = hashlib.sha1(record["run_id"].encode()).hexdigest()[:8]
-    name = f"{record['task']}-n{record['n']}-{record['method']}-seed{record['seed']}-{tag}"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_stem(record))
 
 
 class Curve:

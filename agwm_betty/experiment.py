@@ -18,7 +18,7 @@ from agwm_betty.data import DataError, TaskSpec, get_task, load_custom, load_glu
 from agwm_betty.methods import RunContext, RunResult, get_method
 from agwm_betty.metrics import compute_metrics
 from agwm_betty.plm import load_plm
-from agwm_betty.records import run_id
+from agwm_betty.records import run_id, run_stem
 from agwm_betty.reuse import SavedSearch
 
 
@@ -177,9 +177,13 @@ def task_names(exp: Experiment) -> list[str]:
     return [exp.custom.name or Path(exp.custom.train_file).stem] if exp.custom else list(exp.tasks)
 
 
-def planned_runs(exp: Experiment) -> list[tuple[str, int, str]]:
-    """(task, seed, method) in sweep order: a task's data is loaded once, a seed's subset once."""
-    return [(t, s, m) for t in task_names(exp) for s in exp.seeds for m in exp.methods]
+def planned_runs(exp: Experiment, seed_major: bool = False) -> list[tuple[str, int, str]]:
+    """(task, seed, method) of every run: task by task (a task's data is loaded once, a seed's
+    subset once), or with `seed_major` seed by seed, then task, then method (a sweep cut short
+    leaves every task's first seeds whole, with all their methods: the paired comparisons)."""
+    tasks = task_names(exp)
+    order = [(t, s) for s in exp.seeds for t in tasks] if seed_major else [(t, s) for t in tasks for s in exp.seeds]
+    return [(t, s, m) for t, s in order for m in exp.methods]
 
 
 def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict:
@@ -234,18 +238,12 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
     return record, result
 
 
-def model_dir_name(record: dict) -> str:
-    """A run's folder and file stem under models/ and alphas/: task, n, method and seed."""
-    return f"{record['task']}-n{record['n']}-{record['method']}-seed{record['seed']}"
-
-
 def save_search(search: SavedSearch, record: dict, directory: Path) -> Path:
     """Save a run's searched alpha, task weights and random state for `--alphas-from`, named after
     the run (hyperparameters included, so two sweeps into one folder do not overwrite each other)."""
     meta = {k: record[k] for k in ("task", "n", "seed", "plm", "method", "run_id")}
-    tag = hashlib.sha1(record["run_id"].encode()).hexdigest()[:8]
     return reuse.save(SavedSearch(search.alphas, search.task_weights, search.rng, meta),
-                      directory / f"{model_dir_name(record)}-{tag}.pt")
+                      directory / f"{run_stem(record)}.pt")
 
 
 def save_model(model, tokenizer, directory: Path) -> Path:

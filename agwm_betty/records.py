@@ -33,6 +33,16 @@ def run_id(record: dict) -> str:
     return f"{record['plm']}|{record['task']}|n={record['n']}|{record['method']}|seed={record['seed']}|{digest}{split}"
 
 
+def model_dir_name(record: dict) -> str:
+    """A run's readable name (task, n, method, seed): its saved model's folder under models/."""
+    return f"{record['task']}-n{record['n']}-{record['method']}-seed{record['seed']}"
+
+
+def run_stem(record: dict) -> str:
+    """A run's file name stem, readable and unique per run_id: its saved search, curves and logs."""
+    return f"{model_dir_name(record)}-{hashlib.sha1(record['run_id'].encode()).hexdigest()[:8]}"
+
+
 @functools.cache
 def _defaults() -> dict:
     return Config().to_dict()

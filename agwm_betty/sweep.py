@@ -11,28 +11,30 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed, workers
 from agwm_betty.data import heldout, subsample, tokenize
-from agwm_betty.experiment import (Experiment, TaskData, base_record, load_task, model_dir_name, planned_runs,
-                                   run_one, save_model, save_search, summary_line, task_names)
+from agwm_betty.experiment import (Experiment, TaskData, base_record, load_task, planned_runs,
+                                   run_one, save_model, save_search, summary_line)
 from agwm_betty.plm import load_tokenizer
-from agwm_betty.records import RUNS_FILE, append_record, read_records, run_id
-
-
-def seed_major_runs(exp: Experiment) -> list[tuple[str, int, str]]:
-    """(task, seed, method) seed by seed, then task, then method: a sweep cut short leaves every
-    task's first seeds whole, with all their methods (the paired comparisons)."""
-    return [(t, s, m) for s in exp.seeds for t in task_names(exp) for m in exp.methods]
+from agwm_betty.records import RUNS_FILE, append_record, model_dir_name, read_records, run_id
 
 
 def sweep_jobs(exp: Experiment) -> list[tuple[str, int, str]]:
     """The runs this sweep command covers, in the order it starts them: `planned_runs` for the whole
-    sweep in one process; with `workers` > 1 or a `shard`, `seed_major_runs`, or the shard's deal
+    sweep in one process; with `workers` > 1 or a `shard`, seed-major `planned_runs`, or the shard's deal
     of it (`workers.shard`: of the whole list, so a shard does not depend on what is recorded).
     No run reads another's output (each searches, saves and logs under its own name, and a
     `--alphas-from` file is only read), so any split of this list gives the same records."""
     if exp.workers == 1 and exp.shard is None:
         return planned_runs(exp)
-    jobs = seed_major_runs(exp)
+    jobs = planned_runs(exp, seed_major=True)
     return jobs if exp.shard is None else workers.shard(jobs, *exp.shard)
+
+
+def _quiet_datasets(exp: Experiment) -> None:
+    """Without progress bars, datasets' own (one Map bar per subset) are off too, in this process."""
+    if not exp.cfg.progress:
+        import datasets
+
+        datasets.disable_progress_bars()
 
 
 class SweepError(RuntimeError):
@@ -44,10 +46,7 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
     With `exp.workers` > 1 the runs go to that many processes, and failures raise `SweepError`
     once every other run has ended."""
     exp.validate()
-    if not exp.cfg.progress:
-        import datasets
-
-        datasets.disable_progress_bars()
+    _quiet_datasets(exp)
     path = Path(exp.output) / RUNS_FILE
     done = {run_id(r) for r in read_records(path) if "hparams" in r}  # today's identity of each record
     jobs = sweep_jobs(exp)
@@ -93,10 +92,7 @@ class SweepRunner:
         exp = self.exp
         path = Path(exp.output) / RUNS_FILE
         if self.tokenizer is None:  # first job in a worker process
-            if not exp.cfg.progress:
-                import datasets
-
-                datasets.disable_progress_bars()
+            _quiet_datasets(exp)
             self.tokenizer = load_tokenizer(exp.plm)
         tokenizer = self.tokenizer
         if task not in self.task_data:

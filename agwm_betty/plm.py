@@ -104,9 +104,13 @@ def check_plm(name: str) -> str:
 
 def load_tokenizer(name: str):
     """The PLM's tokenizer; loading it first makes an unknown `--plm` fail before any work."""
+    return _tokenizer_at(name, check_plm(name))
+
+
+def _tokenizer_at(name: str, path: str):
+    """The tokenizer at `name`'s checked `path`."""
     from transformers import AutoTokenizer
 
-    path = check_plm(name)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -134,7 +138,7 @@ def load_plm(name: str, num_labels: int, is_regression: bool = False):
         raise _plm_error(name, path, err) from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    tokenizer = load_tokenizer(name)
+    tokenizer = _tokenizer_at(name, path)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id  # GPT-2 style models
     return model, tokenizer, new_linear_modules(model, info.get("missing_keys", []))

@@ -13,8 +13,8 @@ import torch
 
 from agwm_betty import workers
 from agwm_betty.config import Config
-from agwm_betty.experiment import CustomTask, Experiment
-from agwm_betty.sweep import planned_runs, run_sweep, seed_major_runs, sweep_jobs
+from agwm_betty.experiment import CustomTask, Experiment, planned_runs
+from agwm_betty.sweep import run_sweep, sweep_jobs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as each of two worker processes
 
@@ -25,7 +25,7 @@ def sweep(**kwargs) -> Experiment:
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 30])
 def test_shards_never_overlap_and_together_hold_every_run_in_list_order(count):
-    jobs = seed_major_runs(sweep())
+    jobs = planned_runs(sweep(), seed_major=True)
     shards = [workers.shard(jobs, i, count) for i in range(count)]
     assert sorted(job for s in shards for job in s) == sorted(jobs)  # union, each job once
     assert sum(len(s) for s in shards) == len(jobs)

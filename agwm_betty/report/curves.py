@@ -55,14 +55,16 @@ def _mean_on_shared_steps(parts: list[tuple[list, list]]) -> tuple[np.ndarray, n
 
 
 def curve_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with a curves file: task, n, label, seed and its split-averaged curves."""
-    rows = []
-    for record in df.to_dict("records") if not df.empty else []:
+    """One row per run with a curves file, under the run's index in `df`: task, n, label, seed and
+    its split-averaged curves (each file read once per report)."""
+    rows, index = [], []
+    for at, record in zip(df.index, df.to_dict("records")) if not df.empty else ():
         path = curves_file(record)
         if path is not None:
+            index.append(at)
             rows.append({"task": record["task"], "n": int(record["n"]), "label": record["label"],
                          "seed": record["seed"], "curves": split_means(read_curves(path))})
-    return pd.DataFrame(rows, columns=["task", "n", "label", "seed", "curves"])
+    return pd.DataFrame(rows, index=index, columns=["task", "n", "label", "seed", "curves"])
 
 
 def over_seeds(runs: pd.DataFrame, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -159,10 +161,9 @@ def plot_alpha_curves(runs: pd.DataFrame, path: str | Path, title: str) -> Path 
     return Path(path)
 
 
-def curves_section(df: pd.DataFrame, out: Path, prefix: str = "") -> tuple[list[str], list[Path]]:
-    """Markdown and PNGs: per n and task, the loss curves and alpha's trajectory (empty when no run
-    has a curves file)."""
-    runs = curve_runs(df)
+def curves_section(runs: pd.DataFrame, out: Path, prefix: str = "") -> tuple[list[str], list[Path]]:
+    """Markdown and PNGs from `curve_runs`' rows: per n and task, the loss curves and alpha's
+    trajectory (empty when no run has a curves file)."""
     md, written = [], []
     if runs.empty:
         return md, written
@@ -179,10 +180,10 @@ def curves_section(df: pd.DataFrame, out: Path, prefix: str = "") -> tuple[list[
     return md, written
 
 
-def outer_level_section(df: pd.DataFrame) -> list[str]:
-    """The report's opening: did the outer level move, and where (from the runs' curves)."""
+def outer_level_section(runs: pd.DataFrame) -> list[str]:
+    """The report's opening from `curve_runs`' rows: did the outer level move, and where."""
     md = ["## Did the outer level move, and where?\n"]
-    table = outer_level_table(curve_runs(df))
+    table = outer_level_table(runs)
     if table.empty:
         return md + ["No run here has alpha curves (runs without a learned alpha, or records from before "
                      "curves files were kept): where alpha moved is in the alpha-pattern table below, from "

@@ -8,7 +8,7 @@ from typing import Iterable
 import pandas as pd
 
 from agwm_betty.report.alpha import alpha_pattern_table, signal_table
-from agwm_betty.report.curves import curves_section, outer_level_section
+from agwm_betty.report.curves import curve_runs, curves_section, outer_level_section
 from agwm_betty.report.figures import plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal
 from agwm_betty.report.names import file_label, label_key, n_name
 from agwm_betty.report.records import load_runs
@@ -27,7 +27,7 @@ LEGEND = (
 )
 
 
-def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], list[Path]]:
+def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], list[Path]]:
     """Markdown sections, CSVs and plots for the runs of one PLM."""
     md, written = [], []
 
@@ -85,7 +85,7 @@ def _report_one(df: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], li
         if made is not None:
             written.append(made)
             md += [f"![{name[:-4]}]({made.name})", ""]
-    section, files = curves_section(df, out, prefix)
+    section, files = curves_section(curves, out, prefix)
     return md + section, written + files
 
 
@@ -93,7 +93,8 @@ def render_report(df: pd.DataFrame, out_dir: str | Path) -> tuple[str, list[Path
     """Write CSVs and plots for loaded runs into ``out_dir``; return the markdown and the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md, written = ["# Results\n", *outer_level_section(df), LEGEND, ""], []
+    curves = curve_runs(df)
+    md, written = ["# Results\n", *outer_level_section(curves), LEGEND, ""], []
     if "plm" in df and not df.empty:
         plm_of = df["plm"].fillna("unspecified").astype(str)
         groups = [(plm, df[plm_of == plm]) for plm in sorted(plm_of.unique())]
@@ -102,7 +103,7 @@ def render_report(df: pd.DataFrame, out_dir: str | Path) -> tuple[str, list[Path
     for plm, runs in groups:
         prefix = f"{plm}_" if len(groups) > 1 else ""
         md.append(f"## PLM: {plm}\n" if plm else "## Runs\n")
-        section, files = _report_one(runs, out, prefix)
+        section, files = _report_one(runs, curves[curves.index.isin(runs.index)], out, prefix)
         md += section
         written += files
     return "\n".join(md), written

@@ -6,7 +6,9 @@
 # 2. whole runs end to end at the paper's K = 5 on CoLA (n = 100 here: a CPU budget): vanilla,
 #    agwm with T = 1 and T = 5, each in one process and split-parallel on P = 2 processes.
 # 3. (#25) the fused mixup's search step against the dense one's, 10 rounds side by side.
-#   bash results/bench/run.sh [step|mixup|e2e]   # -> results/bench/{step,mixup_ab,e2e}.{txt,json}
+# 4. (#26) the search step logging its curves to TensorBoard at every step (--log-every 1, the upper
+#    bound of logging's cost) beside the search step that logs nothing.
+#   bash results/bench/run.sh [step|mixup|e2e|logging]   # -> results/bench/{step,mixup_ab,e2e,logging}.{txt,json}
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -26,4 +28,8 @@ fi
 if [[ $part == all || $part == e2e ]]; then
   $PY benchmarks/bench_step.py --no-memory --hypergradients "" --unrolls "" --repeats 1 --no-flops --e2e --task cola \
     --n 100 --K 5 --e2e-unroll 5 --e2e-procs 2 --data-dir ../shared/glue_data --json $OUT/e2e.json | tee $OUT/e2e.txt
+fi
+if [[ $part == all || $part == logging ]]; then
+  $PY benchmarks/bench_step.py --no-memory --no-flops --unrolls "" --hypergradients "" --report-to tensorboard \
+    --repeats 3 --json $OUT/logging.json 2>&1 | tee $OUT/logging.txt
 fi

@@ -41,24 +41,13 @@ else
 fi
 COMMON=(--models minilm,bert-large --compare-mixup --no-memory --no-flops --unrolls "" --hypergradients "" --init "$INIT")
 
-stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT_DIR/NAME.txt
-  local name=$1 limit=$(($2 * SCALE))
-  shift 2
-  echo "== $name (limit ${limit}s, at $((SECONDS - started))s)"
-  timeout "$limit" "$@" >"$OUT_DIR/$name.txt" 2>&1
-  local rc=$?
-  [ $rc -ne 0 ] && { echo "   $name FAILED (exit $rc), see $name.txt"; status=1; }
-  grep -v "round \|^\s*\[e2e\]" "$OUT_DIR/$name.txt" | tail -n 25
-  return $rc
-}
-
+STAGE_TAIL=25
+source benchmarks/_stages.sh
+write_env
 {
-  date -u
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
-  "$PY" -c "import sys, torch, transformers, betty; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'betty', betty.__version__, 'cuda', torch.cuda.is_available())"
   git log -1 --format='commit %H %s' 2>/dev/null
   echo "MiniLM init: $INIT (config and tokenizer: ${BENCH_MINILM_DIR:-the embedded package})"
-} >"$OUT_DIR/env.txt" 2>&1
+} >>"$OUT_DIR/env.txt" 2>&1
 cat "$OUT_DIR/env.txt"
 
 stage gpu_fp32 90 "$PY" benchmarks/bench_step.py "${STEP[@]}" "${COMMON[@]}" --json "$OUT_DIR/gpu_fp32.json"

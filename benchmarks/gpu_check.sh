@@ -39,21 +39,9 @@ else
   SCALE=1
 fi
 
-stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT_DIR/NAME.log
-  local name=$1 limit=$(($2 * SCALE))
-  shift 2
-  echo "== $name (limit ${limit}s, at $((SECONDS - started))s)"
-  timeout "$limit" "$@" >"$OUT_DIR/$name.log" 2>&1
-  local rc=$?
-  [ $rc -ne 0 ] && { echo "   $name FAILED (exit $rc), see $name.log"; status=1; }
-  return $rc
-}
-
-{
-  date -u
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
-  "$PY" -c "import sys, torch, transformers, betty; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'betty', betty.__version__, 'cuda', torch.cuda.is_available())"
-} >"$OUT_DIR/env.txt" 2>&1
+STAGE_LOG_EXT=log
+source benchmarks/_stages.sh
+write_env
 cat "$OUT_DIR/env.txt"
 
 stage bench_fp32 160 "$PY" benchmarks/bench_step.py "${BENCH[@]}" --json "$OUT_DIR/bench_fp32.json"

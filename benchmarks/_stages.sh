@@ -1,6 +1,15 @@
-# Sourced by the device scripts (gpu_check.sh, gpu_bench.sh) once they have set OUT_DIR, PY, SCALE,
-# started and status. STAGE_LOG_EXT names the log files (default txt); STAGE_TAIL > 0 prints that
-# many last lines of each stage's log, rounds and e2e progress left out.
+# Sourced by the device scripts (gpu_check.sh, gpu_bench.sh) from the repository root once they have
+# set OUT_DIR: it picks the interpreter (PYTHON, else .venv/bin/python, else python3) and the GLUE
+# folder (GLUE_DIR, else ../shared/glue_data), makes OUT_DIR and starts the clock and the status.
+# stage() reads SCALE (its limits' factor), STAGE_LOG_EXT (the log files' extension, default txt)
+# and STAGE_TAIL (> 0: print that many last lines of each stage's log, rounds and e2e progress left
+# out).
+PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
+GLUE="${GLUE_DIR:-../shared/glue_data}"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT_DIR"
+status=0
+started=$SECONDS
 
 stage() {  # stage NAME SECONDS COMMAND...: run with a time limit (x SCALE), log to $OUT_DIR/NAME.<ext>
   local name=$1 limit=$(($2 * SCALE)) log="$1.${STAGE_LOG_EXT:-txt}"

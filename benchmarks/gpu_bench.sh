@@ -19,13 +19,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-results/bench}"
-PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
-GLUE="${GLUE_DIR:-../shared/glue_data}"
+source benchmarks/_stages.sh
 INIT="${BENCH_INIT:-pretrained}"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-mkdir -p "$OUT_DIR"
-status=0
-started=$SECONDS
 
 if [ "${TINY:-0}" = 1 ]; then  # a busy 2-core CPU: tiny work, generous limits
   export BENCH_BERT_LARGE_LAYERS=1
@@ -42,7 +37,6 @@ fi
 COMMON=(--models minilm,bert-large --compare-mixup --no-memory --no-flops --unrolls "" --hypergradients "" --init "$INIT")
 
 STAGE_TAIL=25
-source benchmarks/_stages.sh
 write_env
 {
   git log -1 --format='commit %H %s' 2>/dev/null

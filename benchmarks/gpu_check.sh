@@ -18,12 +18,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-runs/gpu_check}"
-PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
-GLUE="${GLUE_DIR:-../shared/glue_data}"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-mkdir -p "$OUT_DIR"
-status=0
-started=$SECONDS
+source benchmarks/_stages.sh
 
 if [ "${GPU_CHECK_SMOKE:-0}" = 1 ]; then  # a busy 2-core CPU: tiny work, generous limits
   BENCH=(--quick --models minilm --batch-size 4 --seq-len 32)
@@ -40,7 +35,6 @@ else
 fi
 
 STAGE_LOG_EXT=log
-source benchmarks/_stages.sh
 write_env
 cat "$OUT_DIR/env.txt"
 

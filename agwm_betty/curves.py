@@ -23,8 +23,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 from betty.logging.logger_base import LoggerBase
@@ -33,8 +34,8 @@ from betty.logging.logger_wandb import WandBLogger
 
 from agwm_betty.config import REPORT_TO
 from agwm_betty.jsonlines import read_objects
-from agwm_betty.records import run_stem
 from agwm_betty.mixup import layer_group, mixup_layers
+from agwm_betty.records import run_stem
 
 MAX_POINTS = 500  # per curve in the curves file
 CURVES_DIR = "curves"
@@ -140,7 +141,7 @@ class RunLog(LoggerBase):
         """Whether step `step` (counted from 1) is a log step."""
         return step % self.log_every == 0
 
-    def scoped(self, prefix: str) -> "RunLog":
+    def scoped(self, prefix: str) -> RunLog:
         """A view logging under `prefix/` into the same curves and backend."""
         view = object.__new__(RunLog)
         view.__dict__.update(self.__dict__)
@@ -199,7 +200,7 @@ def read_back(flat: Mapping[str, Any]) -> dict[str, float]:
             by_device.setdefault(value.device, []).append(key)
     for keys in by_device.values():
         values = torch.stack([flat[k].detach().float().reshape(()) for k in keys]).tolist()
-        out.update(zip(keys, values))
+        out.update(zip(keys, values, strict=True))
     return {k: out[k] for k in flat}
 
 
@@ -260,7 +261,7 @@ def total_norm(tensors: Iterable[torch.Tensor | None]) -> torch.Tensor | None:
 def hypergradient_norms(direct: Iterable[torch.Tensor | None], total: Iterable[torch.Tensor | None]) -> dict:
     """Norms of alpha's direct term and of its implicit term (the total gradient minus the direct)."""
     direct, total = list(direct), list(total)
-    implicit = [t if d is None else (None if t is None else t - d) for d, t in zip(direct, total)]
+    implicit = [t if d is None else (None if t is None else t - d) for d, t in zip(direct, total, strict=True)]
     zero = torch.zeros((), device=next((t.device for t in total if t is not None), "cpu"))
     norms = {"direct_norm": total_norm(direct), "implicit_norm": total_norm(implicit)}
     return {key: zero if norm is None else norm for key, norm in norms.items()}

@@ -39,7 +39,7 @@ def alpha_hypergradient(model, train_batch: dict, val_batch: dict, cfg: Config) 
         for p in model.parameters():
             p.requires_grad_(trainable[id(p)])
     return {
-        "direct": {k: g.cpu() for k, g in zip(keys, direct)},
-        "implicit": {k: g.cpu() for k, g in zip(keys, implicit)},
-        "total": {k: (d + i).cpu() for k, d, i in zip(keys, direct, implicit)},
+        "direct": {k: g.cpu() for k, g in zip(keys, direct, strict=True)},
+        "implicit": {k: g.cpu() for k, g in zip(keys, implicit, strict=True)},
+        "total": {k: (d + i).cpu() for k, d, i in zip(keys, direct, implicit, strict=True)},
     }

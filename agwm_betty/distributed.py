@@ -39,7 +39,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-from typing import Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -272,7 +273,7 @@ def average_over_ranks(states: list[dict[str, torch.Tensor]], total: int) -> dic
     keys = [k for k, v in first.items() if v.is_floating_point()]
     sums = [torch.stack([s[k].double() for s in states]).sum(0).to(_comm_device()) for k in keys]
     all_reduce_(sums, 1.0)
-    means = {k: (s / total).to("cpu", first[k].dtype) for k, s in zip(keys, sums)}
+    means = {k: (s / total).to("cpu", first[k].dtype) for k, s in zip(keys, sums, strict=True)}
     return {k: means[k] if k in means else v.clone() for k, v in first.items()}
 
 

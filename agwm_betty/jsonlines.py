@@ -3,8 +3,8 @@ errors that name the file and the line."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def read_objects(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:

@@ -10,8 +10,8 @@ place, `merge_mixup` folds them back into plain layers (zero inference overhead)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -51,7 +51,8 @@ def is_conv1d(module: nn.Module) -> bool:
     return bool(Conv1D) and isinstance(module, Conv1D)
 
 
-def linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fan_in_fan_out: bool) -> torch.Tensor:
+def linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   fan_in_fan_out: bool) -> torch.Tensor:
     """The layer's output with `weight` in its storage layout: (out, in) for `nn.Linear`,
     (in, out) for `Conv1D` (`fan_in_fan_out`)."""
     if fan_in_fan_out:
@@ -332,7 +333,7 @@ def alpha_factors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {
         f"{name}.{which}": factor.detach().cpu().clone()
         for name, m in mixup_layers(model).items()
-        for which, factor in zip(("alpha1", "alpha2"), m.factors())
+        for which, factor in zip(("alpha1", "alpha2"), m.factors(), strict=True)
     }
 
 

@@ -148,24 +148,24 @@ def _build() -> dict[tuple[int, int, str, str], Cell]:
     """Flatten the transcribed tables into {(table, n, task, method): (mean, std)}."""
     cells: dict[tuple[int, int, str, str], Cell] = {}
     for n, row in _TABLE1.items():
-        for method, cell in zip(_TABLE1_METHODS, row):
+        for method, cell in zip(_TABLE1_METHODS, row, strict=True):
             cells[1, n, "average", method] = cell
     for n, rows in _TABLE8.items():
         for task, row in rows.items():
-            for method, cell in zip(_TABLE8_METHODS, row):
+            for method, cell in zip(_TABLE8_METHODS, row, strict=True):
                 cells[8, n, task, method] = cell
     for method, row in _TABLE3.items():
-        for task, cell in zip(_TABLE3_TASKS, row):
+        for task, cell in zip(_TABLE3_TASKS, row, strict=True):
             cells[3, FULL, task, method] = cell
     for task, row in _TABLE11.items():
-        for method, cell in zip(_TABLE11_METHODS, row):
+        for method, cell in zip(_TABLE11_METHODS, row, strict=True):
             cells[11, FULL, task, method] = cell
     for method, cell in _TABLE4.items():
         cells[4, FULL, "average", method] = cell
     for table, methods, data in ((9, _TABLE9_METHODS, _TABLE9), (10, _TABLE10_METHODS, _TABLE10)):
         for n, rows in data.items():
             for task, row in rows.items():
-                for method, cell in zip(methods, row):
+                for method, cell in zip(methods, row, strict=True):
                     cells[table, n, task, method] = cell
     return cells
 

@@ -16,7 +16,8 @@ PLM_REGISTRY: dict[str, str] = {
     "xlnet-large": "xlnet-large-cased",
     "minilm": "<embedded all-MiniLM-L6-v2>",
     "mpnet-base": "<opt-in all-mpnet-base-v2: bash scripts/setup.sh --plm mpnet-base>",
-    "mpnet-base-bf16": "<opt-in all-mpnet-base-v2, weights rounded to bf16: bash scripts/setup.sh --plm mpnet-base-bf16>",
+    "mpnet-base-bf16": ("<opt-in all-mpnet-base-v2, weights rounded to bf16: "
+                        "bash scripts/setup.sh --plm mpnet-base-bf16>"),
 }
 DEFAULT_PLM = "minilm"
 

@@ -12,16 +12,16 @@ import torch
 from betty.configs import Config as ProblemConfig
 from betty.configs import EngineConfig
 from betty.hypergradient import jvp_fn_mapping
+from betty.logging.logger_base import get_logger
 from betty.problems import ImplicitProblem
 from betty.utils import replace_none_with_zero
-from betty.logging.logger_base import get_logger
 from tqdm.auto import tqdm
 
 from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, hypergradient_norms, total_norm
-from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs, resolve_hypergradient
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
+from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs, resolve_hypergradient
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
 from agwm_betty.train import divergence_error, task_loss
 
@@ -226,8 +226,8 @@ class Outer(_SharedModuleProblem):
         stepped = [p.detach().clone() for p in self.parameters()]
         clamp_alphas_(self.module)
         with torch.no_grad():  # float64 sums kept on the device: read back when the share is asked for
-            self.clamp_moved = self.clamp_moved + _l1(s - b for b, s in zip(self._before_step, stepped))
-            self.clamp_undone = self.clamp_undone + _l1(s - p for s, p in zip(stepped, self.parameters()))
+            self.clamp_moved = self.clamp_moved + _l1(s - b for b, s in zip(self._before_step, stepped, strict=True))
+            self.clamp_undone = self.clamp_undone + _l1(s - p for s, p in zip(stepped, self.parameters(), strict=True))
 
     def _clamp_share(self):
         """`clamp_undone_share` as a device tensor (no host read), or 0.0 before any outer step."""

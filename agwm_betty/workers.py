@@ -11,8 +11,9 @@ import multiprocessing as mp
 import os
 import signal
 import traceback
+from collections.abc import Callable, Sequence
 from multiprocessing import connection
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 Job = TypeVar("Job")
 
@@ -108,7 +109,7 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
             on_failed(jobs[position], error)
 
     try:
-        for proc, (_, write_end) in zip(procs, pipes):
+        for proc, (_, write_end) in zip(procs, pipes, strict=True):
             proc.start()
             write_end.close()  # the worker holds the only write end: its exit ends the pipe here
         open_ends = {read_end: i for i, (read_end, _) in enumerate(pipes)}

@@ -53,9 +53,10 @@ def memory_child(args) -> None:
 
 def measure_memory(model_name: str, variant: str, args) -> dict:
     """Peak memory of one variant, measured in a fresh subprocess (see the module docstring)."""
-    cmd = [sys.executable, str(Path(__file__).with_name("bench_step.py")), "--memory-child", model_name, variant, "--memory-steps",
-           str(args.memory_steps), "--precision", args.precision, "--batch-size", str(args.batch_size),
-           "--seq-len", str(args.seq_len), "--mixup-impl", args.mixup_impl] + (["--device", args.device] if args.device else [])
+    cmd = [sys.executable, str(Path(__file__).with_name("bench_step.py")), "--memory-child", model_name, variant,
+           "--memory-steps", str(args.memory_steps), "--precision", args.precision,
+           "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--mixup-impl", args.mixup_impl] + (
+        ["--device", args.device] if args.device else [])
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:

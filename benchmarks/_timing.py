@@ -5,7 +5,15 @@ import sys
 import time
 
 from _variants import (
-    BETTY_SEARCH, HG_PREFIX, MIXUP_PREFIX, REPORT_PREFIX, UNROLL_PREFIX, VARIANTS, build_variant, sync, unroll_of,
+    BETTY_SEARCH,
+    HG_PREFIX,
+    MIXUP_PREFIX,
+    REPORT_PREFIX,
+    UNROLL_PREFIX,
+    VARIANTS,
+    build_variant,
+    sync,
+    unroll_of,
 )
 
 
@@ -15,9 +23,10 @@ def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
 
     device = resolve_device(cfg)
     other_impl = tuple(f"{MIXUP_PREFIX}{i}" for i in ("dense", "fused") if i != args.mixup_impl)
-    variants = VARIANTS + (other_impl if args.compare_mixup else ()) + ((BETTY_SEARCH,) if args.compare else ()) + tuple(
-        f"{UNROLL_PREFIX}{t}" for t in args.unrolls if t > 1) + tuple(f"{HG_PREFIX}{h}" for h in args.hypergradients) + (
-        (f"{REPORT_PREFIX}{args.report_to}",) if args.report_to != "none" else ())
+    variants = (VARIANTS + (other_impl if args.compare_mixup else ()) + ((BETTY_SEARCH,) if args.compare else ())
+                + tuple(f"{UNROLL_PREFIX}{t}" for t in args.unrolls if t > 1)
+                + tuple(f"{HG_PREFIX}{h}" for h in args.hypergradients)
+                + ((f"{REPORT_PREFIX}{args.report_to}",) if args.report_to != "none" else ()))
     steps = {v: build_variant(v, model_name, cfg, tok, data) for v in variants}
     for variant in variants:
         for _ in range(args.warmup):

@@ -117,8 +117,22 @@ from pathlib import Path
 from _e2e import e2e_estimate, e2e_measure
 from _memory import measure_memory, memory_child
 from _timing import time_steps
-from _variants import BETTY_SEARCH, HG_PREFIX, MIXUP_PREFIX, MODELS, UNROLL_PREFIX, VARIANTS, config, fixed_dataset, tokenizer, unroll_of
-from _variants import INIT_ENV, INITS, REPORT_PREFIX, minilm_dir
+from _variants import (
+    BETTY_SEARCH,
+    HG_PREFIX,
+    INIT_ENV,
+    INITS,
+    MIXUP_PREFIX,
+    MODELS,
+    REPORT_PREFIX,
+    UNROLL_PREFIX,
+    VARIANTS,
+    config,
+    fixed_dataset,
+    minilm_dir,
+    tokenizer,
+    unroll_of,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -149,7 +163,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=None, help="hypergradients timed side by side, a row each (default: all "
                         "built-ins; empty = none; a package.module:function of your own too)")
     parser.add_argument("--e2e-unroll", type=int, default=5, help="--e2e: the T measured beside T = 1")
-    parser.add_argument("--e2e-procs", type=int, default=2, help="--e2e: processes of the split-parallel run (1 = none)")
+    parser.add_argument("--e2e-procs", type=int, default=2,
+                        help="--e2e: processes of the split-parallel run (1 = none)")
     parser.add_argument("--task", default="cola", help="task of --e2e")
     parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "/work/shared/glue_data"))
     parser.add_argument("--mixup-impl", default="fused", choices=("fused", "dense"),
@@ -212,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         if m not in MODELS:
             raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, mixup {args.mixup_impl}, "
-          f"batch {args.batch_size} x {args.seq_len}, {args.repeats} rounds", flush=True)
+    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, "
+          f"mixup {args.mixup_impl}, batch {args.batch_size} x {args.seq_len}, {args.repeats} rounds", flush=True)
     print(f"MiniLM: {args.init} weights, config and tokenizer from {minilm_dir()}", flush=True)
     tok, data = tokenizer(), fixed_dataset(args.batch_size, args.seq_len)
     results = {"device": str(device), "device_name": name, "precision": args.precision,
@@ -224,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         res = {"times": times, "median_s": med,
                "time_ratio": {v: med[v] / med["vanilla"] for v in med if v != "vanilla"},
                # per round, each variant against the vanilla step timed just before it
-               "paired_time_ratio": {v: statistics.median(t / a for t, a in zip(times[v], times["vanilla"]))
-                                     for v in med if v != "vanilla"}}
+               "paired_time_ratio": {
+                   v: statistics.median(t / a for t, a in zip(times[v], times["vanilla"], strict=True))
+                   for v in med if v != "vanilla"}}
         if flops:
             res.update(flops=flops, flop_ratio={v: flops[v] / flops["vanilla"] for v in flops if v != "vanilla"})
         if not args.no_memory:
@@ -266,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  per hypergradient (search step / vanilla; default {cfg.hypergradient}):")
             for v in rows:
                 print(f"    {v[len(HG_PREFIX):]:15s} time {res['time_ratio'][v]:5.2f}   paired "
-                      f"{res['paired_time_ratio'][v]:5.2f}" + (f"   FLOPs {res['flop_ratio'][v]:5.2f}" if flops else ""))
+                      f"{res['paired_time_ratio'][v]:5.2f}"
+                      + (f"   FLOPs {res['flop_ratio'][v]:5.2f}" if flops else ""))
         if BETTY_SEARCH in med:
             print(f"  ({BETTY_SEARCH}: median {med[BETTY_SEARCH]:.3f} s, /vanilla "
                   f"{res['time_ratio'][BETTY_SEARCH]:.2f}, paired {res['paired_time_ratio'][BETTY_SEARCH]:.2f}"

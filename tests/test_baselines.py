@@ -8,7 +8,6 @@ from torch import nn
 
 from agwm_betty.config import Config
 from agwm_betty.data import get_task, load_glue, make_loader, subsample, tokenize
-from agwm_betty.metrics import compute_metrics
 from agwm_betty.methods import FinetuneMethod, RunContext, base, get_method
 from agwm_betty.methods.consistency import R3FLoss, RDropLoss, symmetric_kl
 from agwm_betty.methods.mixout import MixoutLinear, apply_mixout, merge_mixout
@@ -16,6 +15,7 @@ from agwm_betty.methods.parameter_efficient import LoRA, PrefixTuning, PromptTun
 from agwm_betty.methods.reinit import ReInit, transformer_layers
 from agwm_betty.methods.soup import member_seed
 from agwm_betty.methods.subnetwork import ChildTuningD, DPSHooks, layer_weight_matrices, top_fraction
+from agwm_betty.metrics import compute_metrics
 from agwm_betty.search import finetune_phase
 from agwm_betty.train import decay_groups, predict, task_loss, train_loop
 from synthetic import REGRESSION_SPEC, SPEC, synthetic_task

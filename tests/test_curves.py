@@ -86,7 +86,7 @@ def test_the_outer_level_logs_what_moved(agwm_tensorboard):
     _, change = written["search/split0/outer/alpha/layer.0/change"]
     _, low = written["search/split0/outer/alpha/layer.0/min"]
     _, high = written["search/split0/outer/alpha/layer.0/max"]
-    assert all(c > 0 for c in change) and all(0 <= a <= b <= 1 for a, b in zip(low, high))
+    assert all(c > 0 for c in change) and all(0 <= a <= b <= 1 for a, b in zip(low, high, strict=True))
     _, implicit = written["search/split0/outer/hypergradient/implicit_norm"]
     assert all(v > 0 for v in implicit)  # darts-paper has an implicit term
 
@@ -145,7 +145,7 @@ def test_a_curve_keeps_at_most_max_points_evenly_spaced_and_its_last():
 def test_hypergradient_norms_split_the_gradient_into_direct_and_implicit_terms():
     direct = [torch.tensor([3.0, 0.0]), torch.tensor([4.0])]
     implicit = [torch.tensor([0.0, 1.0]), torch.tensor([0.0])]
-    norms = hypergradient_norms(direct, [d + i for d, i in zip(direct, implicit)])
+    norms = hypergradient_norms(direct, [d + i for d, i in zip(direct, implicit, strict=True)])
     assert norms["direct_norm"].item() == pytest.approx(5.0) and norms["implicit_norm"].item() == pytest.approx(1.0)
 
 

@@ -262,7 +262,7 @@ def _hub_split_from_tsv(path: Path, task: str) -> Dataset:
         labels, label_feature = [int(v) for v in raw_labels], ClassLabel(
             names=list(spec.label_names)
         )
-    columns = {hub: list(frame[tsv]) for hub, tsv in zip(hub_columns, tsv_columns)}
+    columns = {hub: list(frame[tsv]) for hub, tsv in zip(hub_columns, tsv_columns, strict=True)}
     features = Features(
         {**{c: Value("string") for c in hub_columns}, "label": label_feature, "idx": Value("int32")}
     )

@@ -32,7 +32,7 @@ def test_loader_batches_are_plain_dicts_padded_to_the_longest(tiny, tokenizer):
     lengths = [len(ids) for ids in encoded["input_ids"]]
     batches = list(make_loader(encoded, tokenizer, batch_size=4))
     assert [len(b["labels"]) for b in batches] == [4, 4, 2]  # the last batch is kept
-    for start, batch in zip(range(0, 10, 4), batches):
+    for start, batch in zip(range(0, 10, 4), batches, strict=True):
         assert type(batch) is dict
         assert batch["input_ids"].shape[1] == max(lengths[start : start + 4])
         assert batch["attention_mask"].sum(dim=1).tolist() == lengths[start : start + 4]

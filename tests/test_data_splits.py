@@ -21,7 +21,7 @@ def test_blo_splits_are_reproducible_by_seed_and_differ_across_k_and_seeds():
         blo_splits(30, 3, seed=5),
         blo_splits(30, 3, seed=6),
     )
-    for (t1, v1), (t2, v2) in zip(first, again):
+    for (t1, v1), (t2, v2) in zip(first, again, strict=True):
         np.testing.assert_array_equal(t1, t2)
         np.testing.assert_array_equal(v1, v2)
     trains = {tuple(t) for t, _ in first}

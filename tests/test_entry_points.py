@@ -52,7 +52,8 @@ def test_the_experiment_scripts_call_the_same_mains():
 
 def test_each_command_answers_as_its_script_does(tmp_path):
     bin_dir = Path(sys.executable).parent
-    command, script = run(str(bin_dir / "agwm-glue"), "--help"), run(sys.executable, str(SCRIPTS["agwm-glue"]), "--help")
+    command, script = (run(str(bin_dir / "agwm-glue"), "--help"),
+                       run(sys.executable, str(SCRIPTS["agwm-glue"]), "--help"))
     assert command.returncode == script.returncode == 0
     assert "--alphas-from" in command.stdout
     same = [" ".join(out.replace(f"usage: {prog} ", "usage: PROG ").split())
@@ -60,7 +61,8 @@ def test_each_command_answers_as_its_script_does(tmp_path):
     assert same[0] == same[1]  # the same parser; only the program name (and so the wrapping) differs
 
     missing = str(tmp_path / "none.jsonl")
-    command, script = run(str(bin_dir / "agwm-report"), missing), run(sys.executable, str(SCRIPTS["agwm-report"]), missing)
+    command, script = (run(str(bin_dir / "agwm-report"), missing),
+                       run(sys.executable, str(SCRIPTS["agwm-report"]), missing))
     assert command.returncode == script.returncode == 2
     assert command.stderr == script.stderr == f"error: {missing}: no such file\n"
 

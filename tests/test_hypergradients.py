@@ -62,7 +62,7 @@ def after_sgd_step(model, lr: float) -> torch.nn.Module:
     weights = [p for _, p in named_task_parameters(model)]
     grads = torch.autograd.grad(task_loss(model, TRAIN), weights)
     with torch.no_grad():
-        for p, g in zip(weights, grads):
+        for p, g in zip(weights, grads, strict=True):
             p.sub_(lr * g)
     return model
 
@@ -77,8 +77,8 @@ def exact_terms(model) -> tuple[dict, dict]:
     direct = torch.autograd.grad(val, alphas, retain_graph=True)
     v = [g.detach() for g in torch.autograd.grad(val, weights)]
     inner_grad = torch.autograd.grad(task_loss(model, TRAIN), weights, create_graph=True)
-    mixed = torch.autograd.grad(sum((g * vi).sum() for g, vi in zip(inner_grad, v)), alphas)
-    return dict(zip(keys, direct)), dict(zip(keys, mixed))
+    mixed = torch.autograd.grad(sum((g * vi).sum() for g, vi in zip(inner_grad, v, strict=True)), alphas)
+    return dict(zip(keys, direct, strict=True)), dict(zip(keys, mixed, strict=True))
 
 
 def test_first_order_total_is_the_direct_term_and_autograd_at_w_prime():
@@ -151,7 +151,7 @@ def ift_reference():
     alphas = alpha_parameters(model)
 
     def unflatten(flat):
-        return {n: t.view(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
+        return {n: t.view(s) for n, t, s in zip(names, flat.split(sizes), shapes, strict=True)}
 
     def inner_loss(flat):
         return functional_call(model, unflatten(flat), kwargs=TRAIN).loss + L2 * flat.pow(2).sum()
@@ -164,8 +164,9 @@ def ift_reference():
     x = torch.linalg.solve(H, torch.cat([g.flatten() for g in v]))
     inner_grad = torch.autograd.grad(task_loss(model, TRAIN) + L2 * sum((p * p).sum() for p in weights), weights,
                                      create_graph=True)
-    mixed = torch.autograd.grad(sum((g.flatten() * xi).sum() for g, xi in zip(inner_grad, x.split(sizes))), alphas)
-    want = {k: -m for k, m in zip(names_of(model, alphas), mixed)}
+    mixed = torch.autograd.grad(sum((g.flatten() * xi).sum()
+                                    for g, xi in zip(inner_grad, x.split(sizes), strict=True)), alphas)
+    want = {k: -m for k, m in zip(names_of(model, alphas), mixed, strict=True)}
     return model.state_dict(), want, float(eig.min()), float(eig.max()), flat.numel()
 
 
@@ -196,6 +197,7 @@ def test_neumann_matches_the_exact_implicit_function_hypergradient(ift_reference
 
 def test_betty_021_cg_misses_the_reference_which_is_why_ours_replaces_it(ift_reference, monkeypatch):
     from betty.hypergradient import jvp_fn_mapping
+
     from agwm_betty.hypergradients import BETTY_TYPES
 
     state, want, lo, hi, n = ift_reference
@@ -223,7 +225,7 @@ def test_one_search_step_applies_the_alpha_update_of_alpha_hypergradient(name):
 
     model = tiny_bert64()
     keys = names_of(model, alpha_parameters(model))
-    expected = {k: p.detach().clone().requires_grad_() for k, p in zip(keys, alpha_parameters(model))}
+    expected = {k: p.detach().clone().requires_grad_() for k, p in zip(keys, alpha_parameters(model), strict=True)}
     opt = torch.optim.AdamW(list(expected.values()), lr=c.alpha_lr, betas=(c.alpha_beta1, c.alpha_beta2),
                             eps=c.alpha_eps, weight_decay=c.alpha_weight_decay)
     for k, p in expected.items():
@@ -232,7 +234,7 @@ def test_one_search_step_applies_the_alpha_update_of_alpha_hypergradient(name):
 
     engine = build_split_engine(model, [dict(TRAIN)], [dict(VAL)], c, steps=1)
     engine.run()
-    applied = dict(zip(keys, alpha_parameters(model)))
+    applied = dict(zip(keys, alpha_parameters(model), strict=True))
     for k in keys:
         torch.testing.assert_close(applied[k].detach(), expected[k].detach().clamp(0, 1), rtol=1e-9, atol=1e-12)
     assert max(float((applied[k] - tiny_bert64().get_parameter(k)).abs().max()) for k in keys) > 1e-6
@@ -250,7 +252,7 @@ def test_official_preconditioning_divides_each_tensor_by_its_bias_corrected_adam
     weights = engine.inner.trainable_parameters()
     vector = [torch.ones_like(p) for p in weights]
     got = precondition_020(vector, engine.inner)
-    for p, g in zip(weights, got):
+    for p, g in zip(weights, got, strict=True):
         state = engine.inner.optimizer.state[p]
         rms = math.sqrt(float((0.999 * state["exp_avg_sq"]).mean()))
         assert float(state["step"]) == 3
@@ -293,7 +295,7 @@ def test_cosine_alpha_schedule_warms_up_then_decays_to_zero():
     schedule = CosineSchedule(warmup_steps=2, total_steps=10)
     values = [schedule(s) for s in range(11)]
     assert values[0] < values[1] < values[2] == 1.0
-    assert all(a >= b for a, b in zip(values[2:], values[3:]))
+    assert all(a >= b for a, b in zip(values[2:-1], values[3:], strict=True))
     assert values[6] == pytest.approx(0.5) and values[10] == pytest.approx(0.0)
 
 

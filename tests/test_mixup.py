@@ -5,8 +5,17 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from agwm_betty.mixup import (
-    MixupLinear, alpha_parameters, alpha_state_dict, apply_mixup, clamp_alphas_, load_alphas,
-    merge_mixup, mixup_layers, save_alphas, set_alphas_trainable, task_parameters,
+    MixupLinear,
+    alpha_parameters,
+    alpha_state_dict,
+    apply_mixup,
+    clamp_alphas_,
+    load_alphas,
+    merge_mixup,
+    mixup_layers,
+    save_alphas,
+    set_alphas_trainable,
+    task_parameters,
 )
 from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
 
@@ -127,7 +136,8 @@ def test_task_and_alpha_parameters_partition_the_trainable_ones(arch):
 def test_task_heads_are_not_mixed(arch):
     model = apply_mixup(tiny_model(arch))
     for name in mixup_layers(model):
-        assert not any(h in name for h in ("classifier", "classification_head", "score", "sequence_summary", "logits_proj"))
+        assert not any(h in name for h in ("classifier", "classification_head", "score", "sequence_summary",
+                                           "logits_proj"))
 
 
 def test_clamp_projects_alphas_onto_unit_interval():
@@ -267,7 +277,8 @@ def test_outer_batch_size_sets_the_blo_val_batch(tokenizer):
 
 
 def test_sigmoid_parameterisation_starts_from_the_clamped_init_and_is_never_clamped():
-    from agwm_betty.config import ALPHA_PARAMS as CONFIG_PARAMS, Config
+    from agwm_betty.config import ALPHA_PARAMS as CONFIG_PARAMS
+    from agwm_betty.config import Config
     from agwm_betty.mixup import ALPHA_PARAMS, SIGMOID_INIT_MARGIN
 
     assert CONFIG_PARAMS == ALPHA_PARAMS

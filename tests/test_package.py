@@ -65,7 +65,8 @@ def test_opt_in_mpnet_without_its_setup_says_in_one_line_how_to_install_it(monke
     for load in (load_tokenizer, lambda name: load_plm(name, num_labels=2)):
         with pytest.raises(PLMError) as err:
             load("mpnet-base")
-        assert str(err.value) == "PLM 'mpnet-base' is not installed (opt-in): run bash scripts/setup.sh --plm mpnet-base"
+        assert str(err.value) == ("PLM 'mpnet-base' is not installed (opt-in): "
+                                  "run bash scripts/setup.sh --plm mpnet-base")
 
 
 def test_opt_in_mpnet_fails_the_cli_with_exit_2_and_one_line(monkeypatch, tmp_path, capsys):

@@ -50,7 +50,7 @@ def test_mix_coefficients_stay_in_the_alphas_dtype_under_autocast():
     exact = layer.mix_coefficients()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = layer.mix_coefficients()
-    for got, want in zip(mixed, exact):
+    for got, want in zip(mixed, exact, strict=True):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
@@ -95,6 +95,6 @@ def test_bf16_autocast_mixup_is_the_fp32_result_within_the_stated_tolerance(impl
     assert weight16.dtype == torch.float32
     torch.testing.assert_close(weight16, weight32, rtol=0, atol=0)  # W~ itself is formed in fp32
     assert out16.dtype == torch.float32 and not torch.equal(out16, out32)  # the matmuls did run in bf16
-    for got, want in zip([out16, *grads16], [out32, *grads32]):
+    for got, want in zip([out16, *grads16], [out32, *grads32], strict=True):
         assert got.dtype == torch.float32
         assert (got - want).abs().max() <= BF16_TOLERANCE * want.abs().max()

@@ -412,7 +412,8 @@ def test_the_report_pairs_agwm_with_each_random_alpha_row_as_with_vanilla(runs_f
     assert {"paired_agwm_vanilla.csv", "paired_agwm_random-alpha_sigma0.005.csv",
             "paired_agwm_random-alpha_sigma0.1.csv"} <= names
     md = (tmp_path / "tables.md").read_text(encoding="utf-8")
-    assert md.index("agwm - random-alpha (σ=0.005)") < md.index("agwm - random-alpha (σ=0.1)") < md.index("agwm - vanilla\n")
+    assert (md.index("agwm - random-alpha (σ=0.005)") < md.index("agwm - random-alpha (σ=0.1)")
+            < md.index("agwm - vanilla\n"))
     written = pd.read_csv(tmp_path / "paired_agwm_random-alpha_sigma0.005.csv")
     expected = report.paired_differences(report.load_runs([runs_file]), "agwm", "random-alpha (σ=0.005)")
     assert written["mean_difference"].round(6).tolist() == expected["mean_difference"].round(6).tolist()
@@ -454,19 +455,21 @@ def test_cli_help_explains_usage():
 def test_paired_differences_average_over_the_seeds_both_methods_ran(df):
     """agwm - random-alpha (σ=0.005) at n = 300: random-alpha ran seeds 0-2 only."""
     paired = report.paired_differences(df, "agwm", "random-alpha (σ=0.005)")
-    assert list(zip(paired["n"], paired["task"])) == [(300, "cola"), (300, "rte")]
+    assert list(zip(paired["n"], paired["task"], strict=True)) == [(300, "cola"), (300, "rte")]
     for task in ("cola", "rte"):
         a, b = METRICS[(300, task, "agwm", None)], METRICS[(300, task, "random-alpha", 0.005)]
         got = paired[paired["task"] == task].iloc[0]
         assert got["seeds"] == 3
         assert got["mean_difference"] == pytest.approx(np.mean(np.subtract(a[:3], b)))
-        assert got["wins"] == sum(x > y for x, y in zip(a[:3], b))
+        assert got["wins"] == sum(x > y for x, y in zip(a[:3], b, strict=True))
 
 
 def test_the_paired_p_value_is_the_paired_t_test_over_seeds():
     # differences 1, 2, 3: t = 2 / (1 / sqrt 3) = 3.46 on 2 degrees of freedom, two-sided p = 0.0742
-    assert report.paired_p(np.array([11.0, 12.0, 13.0]), np.array([10.0, 10.0, 10.0])) == pytest.approx(0.0742, abs=1e-4)
-    assert report.paired_p(np.array([13.0, 12.0, 11.0]), np.array([10.0, 10.0, 10.0])) == pytest.approx(0.0742, abs=1e-4)
+    assert report.paired_p(np.array([11.0, 12.0, 13.0]),
+                           np.array([10.0, 10.0, 10.0])) == pytest.approx(0.0742, abs=1e-4)
+    assert report.paired_p(np.array([13.0, 12.0, 11.0]),
+                           np.array([10.0, 10.0, 10.0])) == pytest.approx(0.0742, abs=1e-4)
     assert math.isnan(report.paired_p(np.array([1.0]), np.array([0.0])))  # one seed: no test
     assert math.isnan(report.paired_p(np.array([2.0, 3.0]), np.array([1.0, 2.0])))  # no spread in the differences
 
@@ -606,7 +609,8 @@ def test_html_page_holds_every_table_and_embeds_every_plot(runs_file, tmp_path):
 def test_html_keeps_escaped_pipes_code_and_paragraphs_and_refuses_a_missing_plot(tmp_path):
     from agwm_betty.report.html import markdown_to_html
 
-    page = markdown_to_html("# T\n\nsome `p` text\nwrapped <here>\n\n| m | a\\|b |\n|---|---:|\n| x | 1 ± 2 |\n", tmp_path)
+    page = markdown_to_html("# T\n\nsome `p` text\nwrapped <here>\n\n| m | a\\|b |\n|---|---:|\n| x | 1 ± 2 |\n",
+                            tmp_path)
     assert "<p>some <code>p</code> text wrapped &lt;here&gt;</p>" in page and "<h1>T</h1>" in page
     assert PageParser(page).tables == [[["m", "a|b"], ["x", "1 ± 2"]]]
     with pytest.raises(FileNotFoundError, match="gone.png"):

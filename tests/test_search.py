@@ -5,14 +5,18 @@ import pytest
 import torch
 
 from agwm_betty.config import Config
+from agwm_betty.data import make_loader
 from agwm_betty.methods import RunContext, get_method
 from agwm_betty.mixup import (
-    alpha_parameters, alpha_state_dict, apply_mixup, mixup_layers, task_parameters,
+    alpha_parameters,
+    alpha_state_dict,
+    apply_mixup,
+    mixup_layers,
+    named_task_parameters,
+    task_parameters,
 )
 from agwm_betty.search import _split_engine, average_states, finetune_phase, search_phase
 from agwm_betty.train import DivergenceError, decay_groups, train_loop
-from agwm_betty.mixup import named_task_parameters
-from agwm_betty.data import make_loader
 from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
@@ -29,7 +33,7 @@ def clone_params(params):
 
 
 def assert_unchanged(before, after, atol=0.0):
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         torch.testing.assert_close(a.detach(), b, rtol=0, atol=atol)
 
 
@@ -43,14 +47,14 @@ def test_inner_step_never_changes_alphas_and_outer_step_never_changes_task_weigh
     w0 = [m.weight0.clone() for m in mixup_layers(model).values()]
     engine.inner.one_step_descent()
     assert_unchanged(alphas, alpha_parameters(model))
-    assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model)))
+    assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model), strict=True))
 
     task = clone_params(task_parameters(model))
     engine.outer.one_step_descent()
     # darts perturbs W by +eps*v, -2eps*v, +eps*v and so restores it up to float round-off
     assert_unchanged(task, task_parameters(model), atol=1e-6)
     assert_unchanged(w0, [m.weight0 for m in mixup_layers(model).values()])
-    assert max((b - a).abs().max() for b, a in zip(alphas, alpha_parameters(model))) > 1e-5
+    assert max((b - a).abs().max() for b, a in zip(alphas, alpha_parameters(model), strict=True)) > 1e-5
 
 
 def pretrained_then_corrupted(tokenizer, data):
@@ -140,7 +144,7 @@ def test_finetune_phase_leaves_alphas_bit_identical(tokenizer):
     after = alpha_state_dict(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(not p.requires_grad for p in alpha_parameters(model))
-    assert any(not torch.equal(b, a) for b, a in zip(task_before, task_parameters(model)))
+    assert any(not torch.equal(b, a) for b, a in zip(task_before, task_parameters(model), strict=True))
 
 
 def test_zero_finetune_epochs_evaluate_the_model_as_the_search_left_it(tokenizer):
@@ -149,7 +153,7 @@ def test_zero_finetune_epochs_evaluate_the_model_as_the_search_left_it(tokenizer
     model = mixup_model()
     state = clone_params(model.parameters())
     assert finetune_phase(model, synthetic_task(32), tokenizer, Config(**{**FAST, "epochs": 0})) == []
-    assert all(torch.equal(a, b) for a, b in zip(state, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(state, model.parameters(), strict=True))
 
 
 def context(tokenizer, cfg, seed=0, spec=SPEC, train=None):
@@ -163,7 +167,7 @@ def test_same_seed_gives_identical_alphas_and_metrics(tokenizer):
     second = get_method("agwm").run(context(tokenizer, cfg))
     assert first.metrics == second.metrics
     assert first.alphas == second.alphas
-    for (_, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters()):
+    for (_, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -239,5 +243,5 @@ def test_joint_training_updates_alphas_and_task_weights_together(tokenizer):
     finetune_phase(model, ctx.train, tokenizer, ctx.cfg, groups=joint.param_groups(model, ctx),
                    hooks=joint.hooks(model, ctx))
     assert max((alpha_state_dict(model)[k] - v).abs().max() for k, v in alphas.items()) > 1e-4
-    assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model)))
+    assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model), strict=True))
     assert all(0 <= p.min() and p.max() <= 1 for p in alpha_parameters(model))

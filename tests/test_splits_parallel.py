@@ -82,7 +82,7 @@ def test_two_cpu_processes_running_whole_splits_match_one_process_running_them_i
         flat = [loss for trace in sequential[name] for loss in trace]
         assert [loss for trace in parallel[name] for loss in trace] == pytest.approx(flat, abs=1e-5), name
     assert len(parallel["split_alphas"]) == 3
-    for ours, theirs in zip(parallel["split_alphas"], sequential["split_alphas"]):
+    for ours, theirs in zip(parallel["split_alphas"], sequential["split_alphas"], strict=True):
         for key in theirs:
             torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-6, msg=key)
 
@@ -136,7 +136,7 @@ def test_alpha_moves_once_every_unroll_steps_inner_steps(tokenizer, unroll):
     for step in range(1, steps + 1):
         before = [p.detach().clone() for p in alpha_parameters(model)]
         engine.inner.step(global_step=step)
-        if any(not torch.equal(b, p) for b, p in zip(before, alpha_parameters(model))):
+        if any(not torch.equal(b, p) for b, p in zip(before, alpha_parameters(model), strict=True)):
             moved_at.append(step)
     assert moved_at == list(range(unroll, steps + 1, unroll))
     assert len(engine.outer.losses) == steps // unroll

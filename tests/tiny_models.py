@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import torch
 from transformers import (
-    BartConfig, BertConfig, DebertaConfig, DebertaV2Config, GPT2Config, MPNetConfig, RobertaConfig, XLNetConfig,
     AutoModelForSequenceClassification,
+    BartConfig,
+    BertConfig,
+    DebertaConfig,
+    DebertaV2Config,
+    GPT2Config,
+    MPNetConfig,
+    RobertaConfig,
+    XLNetConfig,
 )
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,

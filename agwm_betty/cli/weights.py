@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from agwm_betty.weights import (
-    SPLIT_PLMS, WEIGHTS_FILE, WeightsError, check_weights, install, is_assembled, model_dir, pack, sha256_file,
+    SPLIT_PLMS,
+    WEIGHTS_FILE,
+    WeightsError,
+    check_weights,
+    install,
+    is_assembled,
+    model_dir,
+    pack,
+    sha256_file,
 )
 
 

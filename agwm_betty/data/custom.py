@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from datasets import DatasetDict
 
@@ -42,7 +43,7 @@ def load_custom(
     else:
         is_regression = task_type == "regression"
     if is_regression and not is_numeric:
-        bad = next(label for label, v in zip(all_labels, numeric) if v is None)
+        bad = next(label for label, v in zip(all_labels, numeric, strict=True) if v is None)
         raise DataError(f"regression needs numeric labels in {label_column!r}; found {bad!r}")
 
     key = float if is_numeric else str  # "1" and "1.0" are one class; numbers sort numerically
@@ -72,7 +73,7 @@ def load_custom(
                     f"(train classes: {list(label_names)})"
                 )
             labels = [class_id[key(v)] for v in raw_labels]
-        columns = {new: rows[old] for new, old in zip(text_names, text_columns)}
+        columns = {new: rows[old] for new, old in zip(text_names, text_columns, strict=True)}
         splits[split] = to_dataset(
             {**columns, "label": labels, "idx": list(range(len(labels)))}, spec
         )

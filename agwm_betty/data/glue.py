@@ -117,12 +117,12 @@ def _read_glue_tsv(path: Path, spec: TaskSpec, layout: _TsvLayout) -> dict[str, 
             if label is None or any(v is None for v in values):
                 dropped.append(idx)
                 continue
-            for col, text in zip(spec.text_columns, values):
+            for col, text in zip(spec.text_columns, values[:-1], strict=True):  # the last value is the label
                 rows[col].append(text)
             rows["label"].append(label)
             rows["idx"].append(idx)
     if dropped:
-        warnings.warn(f"{path}: dropped {len(dropped)} malformed row(s), idx {dropped[:10]}")
+        warnings.warn(f"{path}: dropped {len(dropped)} malformed row(s), idx {dropped[:10]}", stacklevel=2)
     return rows
 
 
@@ -164,5 +164,5 @@ def normalize_hub_split(dataset: Dataset, spec: TaskSpec) -> Dataset:
             f"{dataset.column_names}"
         )
     dataset = dataset.select_columns(list(hub_columns))
-    dataset = dataset.rename_columns(dict(zip(_HUB_TEXT_COLUMNS[spec.name], spec.text_columns)))
+    dataset = dataset.rename_columns(dict(zip(_HUB_TEXT_COLUMNS[spec.name], spec.text_columns, strict=True)))
     return dataset.cast(features(spec))

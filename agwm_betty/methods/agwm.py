@@ -10,7 +10,12 @@ from agwm_betty import reuse
 from agwm_betty.config import ALPHA_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 from agwm_betty.mixup import (
-    alpha_factors, alpha_parameters, apply_mixup, clamp_alphas_, module_alpha_means, named_task_parameters,
+    alpha_factors,
+    alpha_parameters,
+    apply_mixup,
+    clamp_alphas_,
+    module_alpha_means,
+    named_task_parameters,
     set_alphas_trainable,
 )
 from agwm_betty.search import finetune_phase, search_phase

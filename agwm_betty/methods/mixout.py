@@ -13,7 +13,7 @@ M is element-wise as in the paper's definition (their `mixout` draws one mask pe
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

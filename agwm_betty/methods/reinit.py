@@ -1,7 +1,7 @@
 """Re-init (Zhang et al. 2020): re-initialise the pooler and the top L transformer layers before finetuning."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

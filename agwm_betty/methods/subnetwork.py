@@ -11,7 +11,7 @@ weight decay still shrinks frozen weights by lr * wd per step; the paper describ
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -63,7 +63,8 @@ def top_fraction(scores: dict[nn.Parameter, torch.Tensor], fraction: float) -> M
     return {p: s >= threshold for p, s in scores.items()}
 
 
-def squared_gradients(model: nn.Module, params: Iterable[nn.Parameter], ctx: RunContext) -> dict[nn.Parameter, torch.Tensor]:
+def squared_gradients(model: nn.Module, params: Iterable[nn.Parameter], ctx: RunContext,
+                      ) -> dict[nn.Parameter, torch.Tensor]:
     """Sum over one pass of the training set of each entry's squared gradient, the empirical Fisher
     information (up to a constant). As in the CHILD-TUNING code: dropout on (train mode), and each
     tensor's gradient clipped to `max_grad_norm` before squaring."""

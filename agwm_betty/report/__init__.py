@@ -10,29 +10,72 @@ and alpha curves), `render` (tables.md, CSVs and figures in one folder) and `htm
 figure is computed.
 """
 from agwm_betty.report.alpha import (
-    PATTERNS, SIGNAL_KEYS, alpha_pattern_table, pattern_correlations, signal_runs, signal_table,
+    PATTERNS,
+    SIGNAL_KEYS,
+    alpha_pattern_table,
+    pattern_correlations,
+    signal_runs,
+    signal_table,
 )
 from agwm_betty.report.curves import (
-    curve_runs, curves_section, outer_level_section, outer_level_table, plot_alpha_curves, plot_loss_curves,
+    curve_runs,
+    curves_section,
+    outer_level_section,
+    outer_level_table,
+    plot_alpha_curves,
+    plot_loss_curves,
 )
 from agwm_betty.report.figures import (
-    figure, layer_key, plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal,
+    figure,
+    layer_key,
+    plot_alpha_hist,
+    plot_alpha_layers,
+    plot_metric_boxes,
+    plot_signal,
 )
 from agwm_betty.report.html import markdown_to_html, write_html
 from agwm_betty.report.names import (
-    ABLATION_METHODS, METHOD_ORDER, TASK_NAMES, file_label, label_key, method_label, n_name, task_key,
+    ABLATION_METHODS,
+    METHOD_ORDER,
+    TASK_NAMES,
+    file_label,
+    label_key,
+    method_label,
+    n_name,
+    task_key,
     task_name,
 )
 from agwm_betty.report.records import (
-    REQUIRED, load_records, load_runs, pair_by_seed, read_records, select,
+    REQUIRED,
+    load_records,
+    load_runs,
+    pair_by_seed,
+    read_records,
+    select,
 )
 from agwm_betty.report.render import LEGEND, render_report, write_report
 from agwm_betty.report.stats import (
-    CHANCE, CHANCE_TOL, DEFAULT_METRIC, RECORD_CHANCE_TOL, chance_level, is_degenerate, paired_differences,
-    paired_p, paired_summary, relative_cost, summary_table, welch_p,
+    CHANCE,
+    CHANCE_TOL,
+    DEFAULT_METRIC,
+    RECORD_CHANCE_TOL,
+    chance_level,
+    is_degenerate,
+    paired_differences,
+    paired_p,
+    paired_summary,
+    relative_cost,
+    summary_table,
+    welch_p,
 )
 from agwm_betty.report.tables import (
-    PAPER, ablation_table, average_table, fmt_p, fmt_paper, task_table, to_markdown,
+    PAPER,
+    ablation_table,
+    average_table,
+    fmt_p,
+    fmt_paper,
+    task_table,
+    to_markdown,
 )
 
 __all__ = [

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def split_means(curves: Mapping[str, tuple[list, list]]) -> dict[str, tuple[np.n
 
 def _mean_on_shared_steps(parts: list[tuple[list, list]]) -> tuple[np.ndarray, np.ndarray]:
     shared = sorted(set.intersection(*(set(steps) for steps, _ in parts)))
-    rows = [[dict(zip(steps, values))[s] for s in shared] for steps, values in parts]
+    rows = [[dict(zip(steps, values, strict=True))[s] for s in shared] for steps, values in parts]
     values = np.array(rows, dtype=float)  # a null (non-finite) value becomes nan
     return np.array(shared), values.mean(axis=0) if len(shared) else np.array([])
 
@@ -58,7 +59,7 @@ def curve_runs(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run with a curves file, under the run's index in `df`: task, n, label, seed and
     its split-averaged curves (each file read once per report)."""
     rows, index = [], []
-    for at, record in zip(df.index, df.to_dict("records")) if not df.empty else ():
+    for at, record in zip(df.index, df.to_dict("records"), strict=True) if not df.empty else ():
         path = curves_file(record)
         if path is not None:
             index.append(at)
@@ -73,7 +74,8 @@ def over_seeds(runs: pd.DataFrame, tag: str) -> tuple[np.ndarray, np.ndarray, np
     shared = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in parts))) if parts else []
     if not shared:
         return None
-    values = np.array([[dict(zip(steps.tolist(), v))[s] for s in shared] for steps, v in parts], dtype=float)
+    values = np.array([[dict(zip(steps.tolist(), v, strict=True))[s] for s in shared] for steps, v in parts],
+                      dtype=float)
     return np.array(shared), values.mean(axis=0), values.min(axis=0), values.max(axis=0)
 
 
@@ -127,7 +129,7 @@ def plot_loss_curves(runs: pd.DataFrame, path: str | Path, title: str) -> Path |
     if not panels:
         return None
     fig, axes = figure(len(panels), width=5.0, cols=3)
-    for ax, (tag, name) in zip(axes, panels):
+    for ax, (tag, name) in zip(axes, panels, strict=True):
         for label in sorted(runs["label"].unique(), key=label_key):
             summary = over_seeds(runs[runs["label"] == label], tag)
             if summary is not None:

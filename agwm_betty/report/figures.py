@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ def plot_alpha_layers(df: pd.DataFrame, path: str | Path, method: str = "agwm") 
         return None
     ns = sorted(runs["n"].unique())
     fig, axes = figure(len(ns), width=6.5)
-    for ax, n in zip(axes, ns):
+    for ax, n in zip(axes, ns, strict=True):
         at_n = runs[runs["n"] == n]
         layers = sorted({k for a in at_n["alphas"] for k in a["per_layer"]}, key=layer_key)
         x = np.arange(len(layers))
@@ -114,7 +114,7 @@ def plot_alpha_hist(df: pd.DataFrame, path: str | Path, method: str = "agwm") ->
         return None
     ns = sorted(runs["n"].unique())
     fig, axes = figure(len(ns), width=6.0)
-    for ax, n in zip(axes, ns):
+    for ax, n in zip(axes, ns, strict=True):
         at_n = runs[runs["n"] == n]
         for task in sorted(at_n["task"].unique(), key=task_key):
             hists = [a["hist"] for a in at_n[at_n["task"] == task]["alphas"]]
@@ -147,7 +147,7 @@ def plot_metric_boxes(df: pd.DataFrame, path: str | Path, n: int) -> Path | None
     tasks = sorted(runs["task"].unique(), key=task_key)
     fig, axes = figure(len(tasks), width=4.5, height=4.0)
     rng = np.random.default_rng(0)
-    for ax, task in zip(axes, tasks):
+    for ax, task in zip(axes, tasks, strict=True):
         at_task = runs[runs["task"] == task]
         labels = sorted(at_task["label"].unique(), key=label_key)
         values = [at_task[at_task["label"] == lab]["metric"].dropna().to_numpy() for lab in labels]

@@ -2,8 +2,8 @@
 per PLM."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -14,7 +14,6 @@ from agwm_betty.report.names import file_label, label_key, n_name
 from agwm_betty.report.records import load_runs
 from agwm_betty.report.stats import paired_differences, relative_cost, summary_table
 from agwm_betty.report.tables import PAPER, ablation_table, average_table, fmt_p, task_table, to_markdown
-
 
 LEGEND = (
     "Cells are mean ± sample std (ddof=1) over seeds. `p`: two-sided Welch t-test against "

@@ -3,7 +3,8 @@ paper's own numbers, and their markdown."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 

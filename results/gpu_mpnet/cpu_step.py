@@ -36,7 +36,9 @@ def first_rows(data_dir: Path, task: str, count: int) -> tuple[list[str], list[s
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:count]
         return [r[3] for r in rows], None
     with open(path, newline="") as f:
-        rows = [r for _, r in zip(range(count), csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))]
+        # strict=False: the first `count` rows of a longer file are meant
+        rows = [r for _, r in zip(range(count), csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE),
+                                  strict=False)]
     return [r[first] for r in rows], [r[second] for r in rows] if second else None
 
 

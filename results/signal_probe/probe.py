@@ -49,8 +49,10 @@ def main() -> None:
         pairs = list(itertools.combinations(range(BATCHES), 2))
         print(json.dumps({
             "hypergradient": form,
-            "cosine_total": sum(cosine(flat(grads[i]["total"]), flat(grads[j]["total"])) for i, j in pairs) / len(pairs),
-            "cosine_direct": sum(cosine(flat(grads[i]["direct"]), flat(grads[j]["direct"])) for i, j in pairs) / len(pairs),
+            "cosine_total": sum(cosine(flat(grads[i]["total"]), flat(grads[j]["total"]))
+                                for i, j in pairs) / len(pairs),
+            "cosine_direct": sum(cosine(flat(grads[i]["direct"]), flat(grads[j]["direct"]))
+                                 for i, j in pairs) / len(pairs),
             "direct_norm": sum(float(flat(g["direct"]).norm()) for g in grads) / BATCHES,
             "implicit_norm": sum(float(flat(g["implicit"]).norm()) for g in grads) / BATCHES,
         }), flush=True)

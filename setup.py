@@ -15,7 +15,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["agwm_betty", "agwm_betty.*"]),
-    python_requires=">=3.9",
+    # the GLUE metric, a local `evaluate` module loaded by path (agwm_betty.metrics), not imported as a module
+    package_data={"agwm_betty": ["metric_scripts/*.py"]},
+    python_requires=">=3.10",  # zip(strict=True)
     # betty-ml 0.2.1 declares Requires-Python <3.11 although it works on 3.11; scripts/setup.sh
     # installs it with --ignore-requires-python first, so this pin is then already satisfied.
     install_requires=[
@@ -24,6 +26,7 @@ setup(
         "transformers>=4.40",
         "datasets>=2.18",
         "pandas>=2.0",
+        "evaluate>=0.4.6",  # the metric interface (tested with 0.4.6)
         "scipy>=1.10",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
@@ -33,9 +36,10 @@ setup(
     ],
     # --report-to tensorboard / wandb (agwm_betty.curves); the tests read TensorBoard's event files
     extras_require={
-        "test": ["pytest>=7", "tensorboard>=2.10"],
+        "test": ["pytest>=7", "tensorboard>=2.10", "ruff==0.17.6", "setfit>=1.2.0"],
         "tensorboard": ["tensorboard>=2.10"],
         "wandb": ["wandb>=0.15"],
+        "setfit": ["setfit>=1.2.0"],  # --methods setfit (tested with 1.2.0, sentence-transformers 6.3.0)
     },
     # the two programs of experiments/ as commands; those scripts call the same mains
     entry_points={"console_scripts": [

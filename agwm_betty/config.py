@@ -31,7 +31,8 @@ class Config:
 
     # shared training recipe (finetune phase, vanilla and baselines; appendix D.2)
     lr: float = _f(2e-5, "learning rate of the task weights W (finetune phase, vanilla, baselines)")
-    epochs: float = _f(3.0, "epochs of the finetune phase / of vanilla finetuning (0 = none: evaluate as the search left it)")
+    epochs: float = _f(3.0, "epochs of the finetune phase / of vanilla finetuning "
+                            "(0 = none: evaluate as the search left it)")
     max_steps: int = _f(0, "if > 0, cap every training phase at this many steps (smoke tests)")
     warmup_ratio: float = _f(0.1, "linear warmup, as a fraction of a phase's steps")
     weight_decay: float = _f(0.01, "decoupled weight decay on W (not on biases / LayerNorm)")
@@ -96,6 +97,11 @@ class Config:
     prompt_lr: float = _f(1e-3, "prompt: learning rate (the PEFT library's prompt-tuning example)")
     num_virtual_tokens: int = _f(20, "prefix/prompt: number of virtual tokens")
     soup_size: int = _f(5, "soup: number of vanilla models averaged")
+    setfit_iterations: int = _f(20, "setfit: num_iterations, contrastive pairs drawn per training example and "
+                                    "iteration (SetFit's documented setting)")
+    setfit_epochs: int = _f(1, "setfit: epochs of the body's contrastive finetuning (SetFit's default)")
+    setfit_body_lr: float = _f(2e-5, "setfit: learning rate of the sentence-transformers body (SetFit's default); "
+                                     "the head is SetFit's default logistic regression")
 
     # systems
     precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (fp16 needs a GPU)")
@@ -108,10 +114,10 @@ class Config:
     log_every: int = _f(5, "a curve point every this many steps of each level and phase (read back to the host "
                            "only then)")
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Raise ValueError on any invalid value before training starts; return self."""
         positive = ("lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size",
-                "lora_lr", "prefix_lr", "prompt_lr", "ift_alpha")
+                "lora_lr", "prefix_lr", "prompt_lr", "ift_alpha", "setfit_body_lr")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -142,7 +148,7 @@ class Config:
             if getattr(self, name) not in valid:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(valid)}")
         for name in ("unroll_steps", "rank", "ift_iterations", "log_every", "lora_r", "lora_alpha",
-                     "num_virtual_tokens", "soup_size"):
+                     "num_virtual_tokens", "soup_size", "setfit_iterations", "setfit_epochs"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("mixout_p", "child_p", "dps_p", "dps_ur"):
@@ -167,7 +173,7 @@ class Config:
         return data if names is None else {k: data[k] for k in names}
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "Config":
+    def preset(cls, name: str, **overrides) -> Config:
         """The config of a named preset (`PRESETS`), with explicit `overrides` on top."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")

@@ -2,6 +2,7 @@
 record; `sweep.py` runs them over tasks x seeds x methods into `<output>/runs.jsonl`."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -16,8 +17,8 @@ from agwm_betty.config import Config
 from agwm_betty.curves import RunLog, log_name, require_backend
 from agwm_betty.data import DataError, TaskSpec, get_task, load_custom, load_glue, tokenize
 from agwm_betty.methods import RunContext, RunResult, get_method
-from agwm_betty.metrics import compute_metrics
-from agwm_betty.plm import load_plm
+from agwm_betty.metrics import compute_metrics, metric_module_spec
+from agwm_betty.plm import load_plm, resolve_plm
 from agwm_betty.records import run_id, run_stem
 from agwm_betty.reuse import SavedSearch
 
@@ -32,6 +33,7 @@ class CustomTask:
     label_column: str
     task_type: str | None = None
     name: str | None = None
+    metric: str | None = None  # a local `evaluate` module scoring it, 'PATH[:KEY]' (default: accuracy/F1, Spearman)
 
 
 @dataclass
@@ -55,15 +57,17 @@ class Experiment:
     workers: int = 1  # processes running the runs at once, pinned round-robin to the visible GPUs
     shard: tuple[int, int] | None = None  # (I, N): only shard I (0-based) of N of the runs (workers.shard)
 
-    def validate(self) -> "Experiment":
+    def validate(self) -> Experiment:
         """Check names and values before any data or model is loaded (ValueError with the choices)."""
         self.cfg.validate()
         require_backend(self.cfg.report_to)  # Betty would only warn and log nothing
         for method in self.methods:
-            get_method(method)
+            get_method(method).check_available()
         if self.custom is None:
             for task in self.tasks:
                 get_task(task)
+            for method in self.methods:
+                _refuse_inapplicable(get_method(method), [get_task(t) for t in self.tasks])
         if self.n < 0:
             raise ValueError(f"--n must be >= 0 (0 = the whole training set), got {self.n}")
         if self.heldout < 0:
@@ -109,11 +113,22 @@ class Experiment:
                                      f"run is {ours}; its task weights have seen that run's training subset")
 
 
+def _refuse_inapplicable(method, specs: list[TaskSpec]) -> None:
+    """ValueError when a method that does not stand in vanilla for itself cannot run on one of the tasks."""
+    if method.vanilla_where_inapplicable:
+        return
+    for spec in specs:
+        reason = method.applies_to(spec)
+        if reason is not None:
+            raise ValueError(f"{method.name} does not apply to {spec.name}: {reason}")
+
+
 @dataclass
 class TaskData:
     spec: TaskSpec
     train: object  # datasets.Dataset, untokenised (subsampled per seed)
     eval: object  # tokenised dev set
+    eval_raw: object = None  # the dev set untokenised
 
 
 def versions() -> dict[str, str]:
@@ -152,12 +167,16 @@ def load_task(exp: Experiment, task: str, tokenizer) -> TaskData:
     if exp.custom is not None:
         c = exp.custom
         data, spec = load_custom(c.train_file, c.validation_file, c.text_columns, c.label_column, c.task_type, c.name)
+        if c.metric:
+            path, key = metric_module_spec(c.metric)
+            spec = dataclasses.replace(spec, metric=key, metrics=(key,), metric_module=path)
     else:
         spec = get_task(task)
         data = load_glue(spec.name, exp.data_dir)
     if exp.n > len(data["train"]):
         raise DataError(f"--n {exp.n} is larger than the {spec.name} training set ({len(data['train'])} examples)")
-    return TaskData(spec, data["train"], tokenize(data["validation"], tokenizer, spec, exp.cfg.max_length))
+    return TaskData(spec, data["train"], tokenize(data["validation"], tokenizer, spec, exp.cfg.max_length),
+                    data["validation"])
 
 
 def chance_level(spec: TaskSpec, eval_set) -> float:
@@ -201,12 +220,14 @@ def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict
 
 
 def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task: str, seed: int,
-            method_name: str, curves: bool = False) -> tuple[dict, RunResult]:
+            method_name: str, curves: bool = False, raw: tuple | None = None) -> tuple[dict, RunResult]:
     """Train and evaluate one (task, seed, method); return its record and the method's result
     (final model, and the saved search of a two-phase run). With `curves`, the run's curves go to
-    `<output>/curves/` (and to `cfg.report_to`), and the record names the files."""
+    `<output>/curves/` (and to `cfg.report_to`), and the record names the files. `raw`: the training
+    and evaluation examples untokenised, for a method that tokenises them its own way."""
     record = base_record(exp, task, seed, method_name)
     method = get_method(method_name)
+    _refuse_inapplicable(method, [data.spec])  # a custom dataset's spec is known only now
     reason = method.applies_to(data.spec)
     if reason is not None:  # e.g. R3F on regression: report vanilla there, as the paper does
         record["note"] = f"{reason}; vanilla finetuning reported instead"
@@ -215,7 +236,9 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
     ctx = RunContext(spec, train, evaluation, tokenizer, exp.cfg, seed,
                      model_factory=lambda: _factory(exp.plm, spec),
                      alphas_from=None if exp.alphas_from is None else saved_search(exp.alphas_from),
-                     reuse_task_weights=exp.reuse_task_weights)
+                     reuse_task_weights=exp.reuse_task_weights,
+                     raw_train=raw[0] if raw else None, raw_eval=raw[1] if raw else None,
+                     plm_path=resolve_plm(exp.plm))
     if curves:
         about = {k: record[k] for k in ("task", "n", "method", "seed", "plm", "run_id")}
         ctx.log = RunLog(exp.output, log_name(record), exp.cfg.report_to, exp.cfg.log_every,

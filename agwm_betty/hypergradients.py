@@ -10,10 +10,12 @@ the outer loss for alpha at W', is the outer problem's own backward pass.
 |---|---|
 | `darts-paper` | eq. 6: -eta_w x finite difference of grad_alpha G along v around W' |
 | `darts` | Betty 0.2.1 as is: the same finite difference without eta_w |
-| `darts-official` | Betty 0.2.0 as the official code ran it: v preconditioned by the inner Adam state, no eta_w, and W left at W' - eps v |
+| `darts-official` | Betty 0.2.0 as the official code ran it: v preconditioned by the inner Adam state, no eta_w, |
+| | and W left at W' - eps v |
 | `first-order` | none (first-order DARTS: the direct term alone) |
 | `sama`, `neumann` | Betty 0.2.1's |
-| `cg` | conjugate gradient on H x = v, then -d/dalpha (grad_W G . x) (Betty 0.2.1's cg has a wrong search-direction update) |
+| `cg` | conjugate gradient on H x = v, then -d/dalpha (grad_W G . x) |
+| | (Betty 0.2.1's cg has a wrong search-direction update) |
 
 A function of one's own joins them through `register_hypergradient(name, fn)`, or from the command
 line as `--hypergradient package.module:function` (`resolve_hypergradient`).
@@ -31,8 +33,8 @@ import inspect
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from betty.hypergradient import darts, jvp_fn_mapping, neumann, sama
@@ -51,6 +53,22 @@ BETTY_TYPES = {
     "cg": "agwm-cg",
 }
 BUILT_IN = tuple(BETTY_TYPES)  # registered hypergradients join BETTY_TYPES, not this
+
+# Names that moved out of this module, and where to (#27): they still import from here, with a warning.
+_MOVED = {"alpha_hypergradient": "agwm_betty.diagnostics"}
+
+
+def __getattr__(name: str):
+    """`from agwm_betty.hypergradients import alpha_hypergradient` still works (it moved to
+    agwm_betty.diagnostics, above the search it builds), with a DeprecationWarning naming the new
+    path; imported lazily, so no import runs in a circle."""
+    if name in _MOVED:
+        import warnings
+
+        warnings.warn(f"agwm_betty.hypergradients.{name} moved to {_MOVED[name]}.{name}: import it from there "
+                      f"(the old path will be removed)", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def group_lrs(problem) -> list[float]:
@@ -76,7 +94,7 @@ def darts_paper(vector, curr, prev, sync):
     `darts-official` are the preconditioned readings). The finite difference is linear in its
     vector, so scaling v by eta_w before Betty's darts scales the implicit term by eta_w and
     leaves the perturbed point W' +- eps v unchanged when all groups share one lr."""
-    scaled = [v * lr for v, lr in zip(vector, step_sizes(curr))]
+    scaled = [v * lr for v, lr in zip(vector, step_sizes(curr), strict=True)]
     return darts(scaled, curr, prev, sync)
 
 
@@ -87,7 +105,7 @@ def precondition_020(vector, inner) -> list[torch.Tensor]:
     if "adam" not in type(inner.optimizer).__name__.lower():
         return list(vector)
     out = []
-    for v, p in zip(vector, inner.meta_trainable_parameters()):
+    for v, p in zip(vector, inner.meta_trainable_parameters(), strict=True):
         state = inner.get_opt_state_for_param(p)
         step = float(state.get("step", 0))
         if step == 0:
@@ -109,7 +127,7 @@ def darts_official(vector, curr, prev, sync):
     implicit = darts(vector, curr, prev, sync)
     eps = curr.config.darts_alpha / (to_vec(vector).norm().item() + 1e-15)
     with torch.no_grad():
-        for p, v in zip(curr.meta_trainable_parameters(), vector):
+        for p, v in zip(curr.meta_trainable_parameters(), vector, strict=True):
             p.sub_(v, alpha=eps)
     return implicit
 
@@ -122,7 +140,7 @@ def first_order(vector, curr, prev, sync):
 
 
 def _dot(xs, ys) -> torch.Tensor:
-    return sum((x * y).sum() for x, y in zip(xs, ys))
+    return sum((x * y).sum() for x, y in zip(xs, ys, strict=True))
 
 
 def cg(vector, curr, prev, sync):
@@ -141,10 +159,10 @@ def cg(vector, curr, prev, sync):
             break
         hd = torch.autograd.grad(inner_grad, params, grad_outputs=d, retain_graph=True)
         step = rr / _dot(d, hd)
-        x = [xi + step * di for xi, di in zip(x, d)]
-        r = [ri - step * hi for ri, hi in zip(r, hd)]
+        x = [xi + step * di for xi, di in zip(x, d, strict=True)]
+        r = [ri - step * hi for ri, hi in zip(r, hd, strict=True)]
         rr_new = _dot(r, r)
-        d = [ri + (rr_new / rr) * di for ri, di in zip(r, d)]
+        d = [ri + (rr_new / rr) * di for ri, di in zip(r, d, strict=True)]
         rr = rr_new
     alphas = prev.trainable_parameters()
     if sync:
@@ -238,7 +256,7 @@ def gradient_terms(outer, batch: dict) -> tuple[list[torch.Tensor], list[torch.T
         implicit = [g.detach() for g in replace_none_with_zero(implicit, alphas)]
     finally:
         with torch.no_grad():
-            for w, s in zip(weights, saved):
+            for w, s in zip(weights, saved, strict=True):
                 w.copy_(s)
         set_random_state(rng)
     return direct, implicit
@@ -300,8 +318,8 @@ class SignalProbe:
             set_random_state(rng)
         d1, i1 = gradient_terms(outer, first)
         d2, i2 = gradient_terms(outer, second)
-        t1 = [a + b for a, b in zip(d1, i1)]
-        t2 = [a + b for a, b in zip(d2, i2)]
+        t1 = [a + b for a, b in zip(d1, i1, strict=True)]
+        t2 = [a + b for a, b in zip(d2, i2, strict=True)]
         record = {
             "step": step,
             "cosine": _cosine(t1, t2),

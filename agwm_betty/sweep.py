@@ -11,8 +11,17 @@ from tqdm.auto import tqdm
 
 from agwm_betty import distributed, workers
 from agwm_betty.data import heldout, subsample, tokenize
-from agwm_betty.experiment import (Experiment, TaskData, base_record, load_task, planned_runs,
-                                   run_one, save_model, save_search, summary_line)
+from agwm_betty.experiment import (
+    Experiment,
+    TaskData,
+    base_record,
+    load_task,
+    planned_runs,
+    run_one,
+    save_model,
+    save_search,
+    summary_line,
+)
 from agwm_betty.plm import load_tokenizer
 from agwm_betty.records import RUNS_FILE, append_record, model_dir_name, read_records, run_id
 
@@ -101,18 +110,19 @@ class SweepRunner:
             self.task_data[task] = load_task(exp, task, tokenizer)
         data = self.task_data[task]
         if (task, seed) not in self.subset:
-            train = tokenize(subsample(data.train, exp.n, seed), tokenizer, data.spec, exp.cfg.max_length)
-            evaluation = data.eval
-            if exp.heldout:
-                evaluation = tokenize(heldout(data.train, exp.n, seed, exp.heldout), tokenizer, data.spec,
-                                      exp.cfg.max_length)
-            self.subset = {(task, seed): (train, evaluation)}
-        record, result = run_one(exp, data, *self.subset[(task, seed)], tokenizer, task, seed, method_name,
-                                 curves=distributed.is_main_process())
+            raw_train = subsample(data.train, exp.n, seed)
+            raw_eval = heldout(data.train, exp.n, seed, exp.heldout) if exp.heldout else data.eval_raw
+            train = tokenize(raw_train, tokenizer, data.spec, exp.cfg.max_length)
+            evaluation = tokenize(raw_eval, tokenizer, data.spec, exp.cfg.max_length) if exp.heldout else data.eval
+            self.subset = {(task, seed): (train, evaluation, (raw_train, raw_eval))}
+        train, evaluation, raw = self.subset[(task, seed)]
+        record, result = run_one(exp, data, train, evaluation, tokenizer, task, seed, method_name,
+                                 curves=distributed.is_main_process(), raw=raw)
         if not distributed.is_main_process():
             return None
         if exp.save_models:
-            record["model_dir"] = str(save_model(result.model, tokenizer, path.parent / "models" / model_dir_name(record)))
+            record["model_dir"] = str(save_model(result.model, tokenizer,
+                                                 path.parent / "models" / model_dir_name(record)))
         if exp.save_alphas and result.search is not None:
             record["alphas_file"] = str(save_search(result.search, record, path.parent / "alphas"))
         append_record(path, record)

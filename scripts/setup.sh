@@ -6,7 +6,7 @@
 #     pick 0.1.1; install it alone with --ignore-requires-python and --no-deps (with deps,
 #     pip would also ignore numpy's Python bound and try to build numpy from source).
 #   - the package itself, editable, with its test extra (again when its commands agwm-glue /
-#     agwm-report are missing, e.g. in a .venv made before they existed).
+#     agwm-report, `evaluate` or ruff are missing, e.g. in a .venv made before they were needed).
 # Opt-in PLMs, never part of the default setup or CI (about 440 MB each):
 #   bash scripts/setup.sh --plm mpnet-base        # all-mpnet-base-v2 (MPNet-base, 110M parameters)
 #   bash scripts/setup.sh --plm mpnet-base-bf16   # the same with its weights rounded to bf16 (the GPU grid's)
@@ -37,7 +37,8 @@ if [ "$("$PY" -c 'import betty; print(betty.__version__)' 2>/dev/null)" != "0.2.
   $PIP install "numpy"
   $PIP install --no-deps --ignore-requires-python "betty-ml==0.2.1"
 fi
-if ! "$PY" -c "import agwm_betty" 2>/dev/null || [ ! -x "$VENV/bin/agwm-glue" ] || [ "${AGWM_REINSTALL:-0}" = 1 ]; then
+if ! "$PY" -c "import agwm_betty, evaluate" 2>/dev/null || [ ! -x "$VENV/bin/agwm-glue" ] || [ ! -x "$VENV/bin/ruff" ] \
+   || [ "${AGWM_REINSTALL:-0}" = 1 ]; then
   $PIP install -e ".[test]"
 fi
 for plm in ${PLMS[@]+"${PLMS[@]}"}; do

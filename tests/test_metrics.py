@@ -154,3 +154,108 @@ def test_main_metric_follows_the_papers_table():
     assert main_metric("SST-2") == "accuracy"
     with pytest.raises(DataError, match="cola"):
         main_metric("squad")
+
+
+# --- the evaluate module: the interface every score goes through ---------------------------------------------
+
+HUB_KEYS = {"cola": {"matthews_correlation"}, "stsb": {"pearson", "spearmanr"}, "mrpc": {"accuracy", "f1"},
+            "qqp": {"accuracy", "f1"}, "sst2": {"accuracy"}, "rte": {"accuracy"}, "qnli": {"accuracy"},
+            "mnli": {"accuracy"}, "wnli": {"accuracy"}}
+
+
+@pytest.mark.parametrize("config, keys", sorted(HUB_KEYS.items()))
+def test_the_local_glue_module_answers_with_the_hub_metrics_keys_on_a_0_to_1_scale(config, keys):
+    import evaluate
+
+    from agwm_betty.metrics import GLUE_METRIC_PATH
+
+    rng = np.random.default_rng(0)
+    if config == "stsb":
+        refs = rng.uniform(0, 5, 40)
+        preds = refs + rng.normal(0, 1, 40)
+    else:
+        refs, preds = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
+    got = evaluate.load(GLUE_METRIC_PATH, config, keep_in_memory=True).compute(predictions=preds, references=refs)
+    assert set(got) == keys
+    assert all(-1 <= v <= 1 for v in got.values())
+    if "accuracy" in got:
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(refs, preds))
+    if "pearson" in got:  # float64 throughout, as scipy computes it
+        assert got["pearson"] == pytest.approx(stats.pearsonr(preds, refs).statistic, rel=1e-12)
+
+
+def test_it_loads_and_scores_with_the_network_off():
+    """In a fresh process whose every socket connection fails: evaluate fetches nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k):\n"
+        "    raise OSError('network is off in this test')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from agwm_betty.metrics import compute_metrics\n"
+        "print(compute_metrics('f1', [1, 0, 1], [1, 1, 1]))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "{'f1': 80.0}" in done.stdout
+
+
+def test_the_trainers_compute_metrics_goes_through_the_same_scores():
+    from transformers import EvalPrediction
+
+    from agwm_betty.metrics import trainer_metrics
+
+    logits, labels = np.array([[2.0, -1.0], [0.1, 0.3], [0.0, 1.0], [1.0, 0.0]]), np.array([0, 1, 0, 0])
+    want = compute_metrics(GLUE_TASKS["mrpc"], logits, labels)
+    assert trainer_metrics("mrpc")(EvalPrediction(logits, labels)) == want
+    assert trainer_metrics(["f1", "accuracy"])(EvalPrediction((logits, None), labels)) == want
+
+
+MY_METRIC = '''"""Balanced accuracy, an evaluate module of a user's own."""
+import datasets
+import evaluate
+import numpy as np
+
+
+class MyMetric(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="balanced accuracy", citation="", inputs_description="",
+                                   features=datasets.Features({"predictions": datasets.Value("int64"),
+                                                               "references": datasets.Value("int64")}))
+
+    def _compute(self, predictions, references):
+        p, r = np.asarray(predictions), np.asarray(references)
+        recalls = [float((p[r == c] == c).mean()) for c in np.unique(r)]
+        return {"my_metric": sum(recalls) / len(recalls), "n": len(r)}
+'''
+
+
+def test_a_users_own_evaluate_module_scores_a_custom_dataset(tmp_path):
+    """--metric PATH: every number the module returns is recorded on its own scale; its name ranks."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "my_metric.py").write_text(MY_METRIC, encoding="utf-8")
+    rows = ["text,label"] + [f"sample {i} is {'good' if i % 3 else 'bad'},{'pos' if i % 3 else 'neg'}"
+                             for i in range(24)]
+    (tmp_path / "mine.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "dev.csv").write_text("\n".join(rows[:10]) + "\n")
+    glue = [sys.executable, str(Path(__file__).resolve().parents[1] / "experiments" / "glue.py")]
+    common = ["--train-file", str(tmp_path / "mine.csv"), "--validation-file", str(tmp_path / "dev.csv"),
+              "--text-columns", "text", "--label-column", "label", "--methods", "vanilla", "--seeds", "1",
+              "--n", "0", "--max-steps", "1", "--no-progress"]
+    done = subprocess.run([*glue, *common, "--metric", str(tmp_path / "my_metric.py"), "--output",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "runs.jsonl").read_text())
+    assert record["metric_name"] == "my_metric" and set(record["metrics"]) == {"my_metric", "n"}
+    assert 0 <= record["metric"] <= 1 and record["metrics"]["n"] == 9
+    bad = subprocess.run([*glue, *common, "--metric", str(tmp_path / "nope.py"), "--output", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "nope.py: no such file" in bad.stderr and "Traceback" not in bad.stderr

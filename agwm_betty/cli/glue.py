@@ -31,7 +31,7 @@ def seeds_arg(value: str) -> tuple[int, ...]:
             return tuple(int(v) for v in value.split(",") if v.strip())
         count = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes a count or a comma list of integers, got {value!r}")
+        raise argparse.ArgumentTypeError(f"--seeds takes a count or a comma list of integers, got {value!r}") from None
     if count < 1:
         raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {count}")
     return tuple(range(count))
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--methods", type=comma_list, default=("agwm",),
                        help=f"comma list of methods: {', '.join(METHODS)} (default agwm)")
     sweep.add_argument("--seeds", type=seeds_arg, default=tuple(range(10)),
-                       help="a count (10 = seeds 0..9, the paper's protocol) or a comma list of seeds (one explicit seed: '42,')")
+                       help="a count (10 = seeds 0..9, the paper's protocol) or a comma list of seeds "
+                            "(one explicit seed: '42,')")
     sweep.add_argument("--data-dir", default=None,
                        help="GLUE in the original TSV layout (<dir>/CoLA/train.tsv, ...); default $GLUE_DIR, "
                             "else the HF hub (nyu-mll/glue). Nothing is downloaded when this is given.")
@@ -124,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     custom.add_argument("--task-type", choices=("classification", "regression"),
                         help="default: inferred from the labels")
     custom.add_argument("--task-name", help="name in the records (default: the training file's stem)")
+    custom.add_argument("--metric", metavar="PATH[:KEY]",
+                        help="score with your own `evaluate` module: a local script (my_metric.py) or a directory "
+                             "holding one, loaded by path (offline); every number it returns is recorded, on its "
+                             "own scale, and KEY (default: the module's name) ranks the runs. Default: accuracy "
+                             "(and F1 for two classes), Spearman for regression, on a 0-100 scale")
 
     hyper = parser.add_argument_group("hyperparameters (defaults: the paper, appendix D)")
     from agwm_betty.config import PRESETS
@@ -152,14 +158,20 @@ def experiment_from_args(args: argparse.Namespace):
     explicit = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
     cfg = Config.preset(args.preset, **explicit)
     custom = None
+    if args.metric and not (args.train_file or args.validation_file):
+        raise ValueError("--metric scores a custom dataset (--train-file ...); GLUE tasks keep GLUE's metrics")
     if args.train_file or args.validation_file:
         missing = [flag for flag, value in (("--train-file", args.train_file), ("--validation-file",
                    args.validation_file), ("--text-columns", args.text_columns), ("--label-column",
                    args.label_column)) if not value]
         if missing:
             raise ValueError(f"a custom dataset also needs {', '.join(missing)}")
+        if args.metric:  # a bad module fails here, before any model is loaded
+            from agwm_betty.metrics import metric_module_spec
+
+            metric_module_spec(args.metric)
         custom = CustomTask(args.train_file, args.validation_file, list(args.text_columns), args.label_column,
-                            args.task_type, args.task_name)
+                            args.task_type, args.task_name, args.metric)
     return Experiment(plm=args.plm, tasks=tuple(t.lower() for t in args.tasks), methods=args.methods, n=args.n,
                       seeds=args.seeds, output=args.output, data_dir=args.data_dir, custom=custom,
                       heldout=args.heldout, save_models=args.save_models, save_alphas=args.save_alphas,

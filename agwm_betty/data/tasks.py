@@ -20,6 +20,7 @@ class TaskSpec:
     metric: str
     metrics: tuple[str, ...]
     label_names: tuple[str, ...] = ()
+    metric_module: str | None = None  # a user's own `evaluate` module (path) scoring a custom dataset
 
 
 ONE_TEXT = ("text_a",)

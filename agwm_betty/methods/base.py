@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -34,6 +35,9 @@ class RunContext:
     alphas_from: SavedSearch | None = None  # agwm: finetune from this saved alpha, no search
     reuse_task_weights: bool = False  # with alphas_from: start from its searched task weights too
     log: RunLog | None = None  # the run's curves (agwm_betty.curves); None: none kept
+    raw_train: Any = None  # the same examples untokenised (text_a[, text_b], label): for methods that tokenise
+    raw_eval: Any = None  # their own, such as setfit
+    plm_path: str | None = None  # the PLM's HF id or local directory, for methods that load it their own way
 
     def new_model(self) -> nn.Module:
         """A fresh PLM with the task head; the seed decides the head's init (and dropout masks)."""
@@ -85,9 +89,16 @@ class Method:
     def run(self, ctx: RunContext) -> RunResult:
         raise NotImplementedError
 
+    # Where `applies_to` gives a reason: True, vanilla finetuning is reported instead, with a note (the
+    # paper's convention, e.g. R3F on regression); False, the sweep is refused before it starts.
+    vanilla_where_inapplicable = True
+
     def applies_to(self, spec: TaskSpec) -> str | None:
         """None if the method applies to the task, else the reason it does not."""
         return None
+
+    def check_available(self) -> None:
+        """Raise ValueError (one line: what to install) when a library the method needs is missing."""
 
     def result(self, ctx: RunContext, model: nn.Module, times: dict, steps: dict, **diagnostics) -> RunResult:
         """Evaluate `model` and package the run."""

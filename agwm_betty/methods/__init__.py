@@ -7,6 +7,7 @@ from agwm_betty.methods.consistency import R3F, RDrop
 from agwm_betty.methods.mixout import Mixout
 from agwm_betty.methods.parameter_efficient import LoRA, PrefixTuning, PromptTuning
 from agwm_betty.methods.reinit import ReInit
+from agwm_betty.methods.setfit import SetFit
 from agwm_betty.methods.soup import Soup
 from agwm_betty.methods.subnetwork import DPS, ChildTuningD
 
@@ -17,6 +18,7 @@ METHODS: dict[str, Method] = {
         Mixout(), R3F(), RDrop(), ReInit(), ChildTuningD(), DPS(),  # regularisation baselines (table 3)
         LoRA(), PrefixTuning(), PromptTuning(),  # parameter-efficient baselines (table 9)
         Soup(),  # model soup (table 10)
+        SetFit(),  # what a user would otherwise pick (the setfit library; extra agwm-betty[setfit])
     )
 }
 

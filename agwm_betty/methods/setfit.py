@@ -1,0 +1,71 @@
+"""SetFit (Tunstall et al. 2022), through the `setfit` library: what someone with 300 labelled
+sentences reaches for first. The sentence-transformers body (the chosen PLM) is finetuned
+contrastively on pairs of training sentences, then a logistic-regression head is fitted on its
+embeddings. Same protocol as every method: the seed's n-example subset, the dev (or --heldout)
+evaluation, the task's metrics. SetFit embeds one text, so it takes single-sentence classification
+only; sentence pairs and regression are refused before the sweep starts (`applies_to`).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+from agwm_betty.data import TaskSpec
+from agwm_betty.methods.base import Method, RunContext, RunResult
+from agwm_betty.metrics import compute_metrics
+
+EXTRA = "pip install 'agwm-betty[setfit]'"
+
+
+class SetFit(Method):
+    name = "setfit"
+    description = "SetFit: contrastive finetuning of the sentence-transformers body, then a logistic-regression head"
+    hparams = ("batch_size", "max_length", "setfit_iterations", "setfit_epochs", "setfit_body_lr")
+    vanilla_where_inapplicable = False  # a vanilla record under SetFit's name would mislead
+
+    def applies_to(self, spec: TaskSpec) -> str | None:
+        if spec.is_regression:
+            return "SetFit classifies (its head is a logistic regression); this task is a regression"
+        if len(spec.text_columns) > 1:
+            return "SetFit embeds one text per example and has no input for sentence pairs"
+        return None
+
+    def check_available(self) -> None:
+        try:
+            import setfit  # noqa: F401
+        except ImportError:
+            raise ValueError(f"--methods setfit needs the setfit extra: {EXTRA}") from None
+
+    def run(self, ctx: RunContext) -> RunResult:
+        self.check_available()
+        import sentence_transformers
+        import setfit
+        from datasets import Dataset
+
+        if ctx.raw_train is None or ctx.plm_path is None:
+            raise ValueError("setfit needs the untokenised examples and the PLM's path in its RunContext")
+        cfg, text = ctx.cfg, ctx.spec.text_columns[0]
+        train = Dataset.from_dict({"text": ctx.raw_train[text], "label": ctx.raw_train["label"]})
+        started = time.perf_counter()
+        model = setfit.SetFitModel.from_pretrained(ctx.plm_path, local_files_only=True)
+        with tempfile.TemporaryDirectory() as scratch:  # SetFit's own checkpoints: none kept
+            args = setfit.TrainingArguments(
+                output_dir=scratch, batch_size=cfg.batch_size, num_iterations=cfg.setfit_iterations,
+                num_epochs=cfg.setfit_epochs, body_learning_rate=cfg.setfit_body_lr, max_length=cfg.max_length,
+                seed=ctx.seed, report_to="none", save_strategy="no", show_progress_bar=cfg.progress,
+            )
+            trainer = setfit.Trainer(model=model, args=args, train_dataset=train)
+            trainer.train()
+        trained = time.perf_counter()
+        predictions = np.asarray(model.predict(list(ctx.raw_eval[text]), batch_size=cfg.eval_batch_size,
+                                               show_progress_bar=False))
+        metrics = compute_metrics(ctx.spec, predictions, np.asarray(ctx.raw_eval["label"]))
+        times = {"finetune": trained - started, "eval": time.perf_counter() - trained}
+        times["total"] = sum(times.values())
+        steps = {"finetune": int(trainer.st_trainer.state.global_step)}  # the body's contrastive steps
+        diagnostics = {"library": {"setfit": setfit.__version__,
+                                   "sentence_transformers": sentence_transformers.__version__},
+                       "pairs": len(train) * 2 * cfg.setfit_iterations}
+        return RunResult(metrics, metrics[ctx.spec.metric], None, times, steps, diagnostics, model=None)

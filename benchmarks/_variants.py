@@ -12,7 +12,11 @@ UNROLL_PREFIX = "search-T"  # + T: the search step with one outer step every T i
 HG_PREFIX = "search-hg:"  # + name: the search step with that hypergradient
 MIXUP_PREFIX = "search-mixup:"  # + impl: the search step with that mixup implementation (--compare-mixup)
 REPORT_PREFIX = "search-report:"  # + logger: the search step logging its curves every step (--report-to)
-MODELS = ("minilm", "bert-large")
+MODELS = ("minilm", "mpnet-base", "bert-large")
+# all-mpnet-base-v2's shape (--plm mpnet-base): built from it with random weights, as BERT-large's is
+MPNET_BASE = dict(vocab_size=30527, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                  intermediate_size=3072, max_position_embeddings=514, relative_attention_num_buckets=32,
+                  pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
 BERT_LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 # BENCH_BERT_LARGE_LAYERS=1: BERT-large's widths with fewer layers, for a rehearsal on a CPU
 LAYERS_ENV = "BENCH_BERT_LARGE_LAYERS"
@@ -68,11 +72,17 @@ def build_model(name: str, device=None):
 
 def build_classifier(name: str, num_labels: int, regression: bool, device=None):
     """(model, new head modules) of `name` with a `num_labels` head: the embedded MiniLM (or its
-    config with random weights: minilm_init), or BERT-large's shape from its config with random
-    weights (no download), initialised on `device` (seconds on a GPU, where a CPU takes tens of
-    seconds for BERT-large)."""
+    config with random weights: minilm_init), or MPNet-base's or BERT-large's shape from its config
+    with random weights (no download), initialised on `device` (seconds on a GPU, where a CPU takes
+    tens of seconds for BERT-large)."""
     import torch
-    from transformers import AutoConfig, BertConfig, BertForSequenceClassification
+    from transformers import (
+        AutoConfig,
+        BertConfig,
+        BertForSequenceClassification,
+        MPNetConfig,
+        MPNetForSequenceClassification,
+    )
 
     if name == "minilm" and minilm_init() == "pretrained":
         from agwm_betty.plm import load_plm
@@ -80,6 +90,12 @@ def build_classifier(name: str, num_labels: int, regression: bool, device=None):
         loaded = load_plm("minilm", num_labels, regression)
         return loaded[0], list(loaded[-1])
     torch.manual_seed(0)
+    if name == "mpnet-base":
+        config = MPNetConfig(num_labels=num_labels, **MPNET_BASE)
+        if regression:
+            config.problem_type = "regression"
+        with torch.device(device or "cpu"):
+            return MPNetForSequenceClassification(config), ["classifier"]
     if name == "minilm":  # the checkpoint holds the pooler, so only the classifier is new, as pretrained
         config = AutoConfig.from_pretrained(minilm_dir(), num_labels=num_labels)
     else:

@@ -139,7 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--models", default="",
-                        help="comma list of minilm, bert-large (default: minilm on CPU, both on CUDA; "
+                        help="comma list of minilm, mpnet-base, bert-large (default: minilm on CPU, all on CUDA; "
                         "BERT-large takes minutes per step on a CPU)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds a, b, c")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
@@ -151,7 +151,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-flops", action="store_true", help="skip the (noise-free) FLOP count")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="", help="cpu, cuda (default: cuda if available)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--precision", default="fp32", type=precisions_arg,
+                        help="fp32, bf16 or fp16, or a comma list (fp32,bf16): each model timed at each, in one "
+                             "run, keyed '<model> <precision>' in the JSON")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--n", type=int, default=300, help="training-set size of the end-to-end ratio")
@@ -202,6 +204,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 
+def precisions_arg(value: str) -> str:
+    """'fp32,bf16' -> itself, once every entry is a known precision."""
+    bad = [p for p in value.split(",") if p not in ("fp32", "bf16", "fp16")]
+    if bad or not value:
+        raise argparse.ArgumentTypeError(f"precision must be fp32, bf16, fp16 or a comma list of them, got {value!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ[INIT_ENV] = args.init  # the memory subprocesses and split-parallel ranks read it
@@ -218,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    precisions = args.precision.split(",")
+    args.precision = precisions[0]  # the memory subprocesses and e2e runs take one; the loop below sets each
     cfg = config(args)
     device = resolve_device(cfg)
     models = [m for m in args.models.split(",") if m] or (list(MODELS) if device.type == "cuda" else ["minilm"])
@@ -227,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         if m not in MODELS:
             raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {args.precision}, "
+    print(f"device {device} ({name}), {torch.get_num_threads()} threads, precision {','.join(precisions)}, "
           f"mixup {args.mixup_impl}, batch {args.batch_size} x {args.seq_len}, {args.repeats} rounds", flush=True)
     print(f"MiniLM: {args.init} weights, config and tokenizer from {minilm_dir()}", flush=True)
     tok, data = tokenizer(), fixed_dataset(args.batch_size, args.seq_len)
-    results = {"device": str(device), "device_name": name, "precision": args.precision,
+    results = {"device": str(device), "device_name": name, "precision": ",".join(precisions),
                "mixup_impl": args.mixup_impl, "minilm_init": args.init, "minilm_dir": minilm_dir(), "models": {}}
-    for model_name in models:
+    for model_name, precision in [(m, p) for p in precisions for m in models]:
+        args.precision = precision
+        cfg = config(args)
         times, flops = time_steps(model_name, args, cfg, tok, data)
         med = {v: statistics.median(t) for v, t in times.items()}
         res = {"times": times, "median_s": med,
@@ -251,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                        memory_ratio={"finetune": peak["finetune"] / peak["vanilla"],
                                      "search": peak["search"] / peak["vanilla"]})
         res["e2e"] = e2e_estimate(med, cfg, args.n)
-        results["models"][model_name] = res
-        print(f"\n{model_name}:")
+        key = model_name if len(precisions) == 1 else f"{model_name} {precision}"
+        results["models"][key] = res
+        print(f"\n{key}:")
         for v in VARIANTS:
             mem_txt = f"  peak {res['peak_bytes'][v] / 2**20:8.0f} MiB" if "peak_bytes" in res else ""
             print(f"  ({'abc'[VARIANTS.index(v)]}) {v:8s} median {med[v]:8.3f} s{mem_txt}")
@@ -299,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             print("    with one outer step every T inner steps: "
                   + "  ".join(f"T={t} ~{r:.1f}x" for t, r in sorted(e2e["ratio_by_unroll"].items())))
     if args.e2e:
+        args.precision = precisions[0]  # the end-to-end runs take the first precision
+        cfg = config(args)
         results["e2e_measured"] = e2e_measure(args, cfg)
         m = results["e2e_measured"]
         print(f"\nend to end, measured on {m['task']} n={m['n']} K={m['K']} ({m['threads']} threads in all): "

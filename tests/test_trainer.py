@@ -152,3 +152,18 @@ def test_a_multi_process_launch_needs_a_saved_search(tokenizer, tmp_path, monkey
     monkeypatch.setattr(type(trainer.args), "world_size", property(lambda self: 2))
     with pytest.raises(ValueError, match="one process.*alphas_from"):
         trainer.train()
+
+
+def test_the_searchs_curves_go_to_the_trainers_report_to(tokenizer, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = training_args(tmp_path, report_to="tensorboard", logging_steps=1)
+    trainer = AGWMTrainer(mixup_model(), args, train_dataset=synthetic_task(16), processing_class=tokenizer,
+                          agwm_config=Config(K=1, search_epochs=1, diagnostic_points=0))
+    trainer.search()
+    events = EventAccumulator(str(tmp_path / "tb" / "agwm-search"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert any(t.startswith("search/split0/inner/") for t in tags)
+    assert any(t.startswith("search/split0/outer/") for t in tags)
+    assert (tmp_path / "curves" / "agwm-search.jsonl").is_file()

@@ -55,8 +55,13 @@ class SetFit(Method):
                 output_dir=scratch, batch_size=cfg.batch_size, num_iterations=cfg.setfit_iterations,
                 num_epochs=cfg.setfit_epochs, body_learning_rate=cfg.setfit_body_lr, max_length=cfg.max_length,
                 seed=ctx.seed, report_to="none", save_strategy="no", show_progress_bar=cfg.progress,
+                logging_strategy="steps" if cfg.progress else "no",
             )
             trainer = setfit.Trainer(model=model, args=args, train_dataset=train)
+            if not cfg.progress:  # setfit passes show_progress_bar to the head alone, not to the body's Trainer
+                from transformers.trainer_callback import ProgressCallback
+
+                trainer.st_trainer.remove_callback(ProgressCallback)
             trainer.train()
         trained = time.perf_counter()
         predictions = np.asarray(model.predict(list(ctx.raw_eval[text]), batch_size=cfg.eval_batch_size,

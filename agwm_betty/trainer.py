@@ -3,9 +3,10 @@
 `AGWMTrainer` is built like any Trainer, plus the method's settings (`agwm_config`, a `Config` whose
 search-phase and alpha fields are read; the paper's defaults when omitted). The mixup surgery is
 applied to the model unless it has been already, with alpha's init drawn from `args.seed`;
-`exclude_modules` (default: the usual task-head names) keeps a newly initialised head out of it. `train()` runs the search phase through Betty on
-`train_dataset` (`search_phase`: K splits, every hypergradient, `unroll_steps`, K-averaging), saves
-the searched state to `<output_dir>/agwm_search.pt`, fixes alpha, and then runs the Trainer's own
+`exclude_modules` (default: the usual task-head names) keeps a newly initialised head out of it.
+`train()` runs the search phase through Betty on `train_dataset` (`search_phase`: K splits, every
+hypergradient, `unroll_steps`, K-averaging), saves the searched state to
+`<output_dir>/agwm_search.pt`, fixes alpha, and then runs the Trainer's own
 loop as the finetune phase, with the user's `TrainingArguments` (optimizer, schedule, evaluation and
 save strategies, callbacks, gradient accumulation, bf16). `save_model()` writes a plain HF
 checkpoint with the mixup merged away, and the alphas beside it (`agwm_alphas.pt`, readable by

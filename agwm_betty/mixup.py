@@ -17,7 +17,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agwm_betty.fused_mixup import MIXUP_IMPLS, fused_mix, mixup_impl, set_mixup_impl  # noqa: F401 (re-exported)
+from agwm_betty.fused_mixup import (  # noqa: F401 (MIXUP_IMPLS, set_mixup_impl re-exported)
+    MIXUP_IMPLS,
+    FrozenBuffers,
+    frozen_mix,
+    fused_mix,
+    mixup_impl,
+    set_mixup_impl,
+)
 
 try:  # GPT-2 style layers store the weight transposed (in x out)
     from transformers.pytorch_utils import Conv1D
@@ -83,7 +90,8 @@ class MixupLinear(nn.Module):
         device, dtype = base.weight.device, base.weight.dtype
         self.alpha1 = nn.Parameter(_init_alpha((out_features, rank), init_mean, init_std, device, dtype, param))
         self.alpha2 = nn.Parameter(_init_alpha((rank, in_features), init_mean, init_std, device, dtype, param))
-        self._frozen_cache: tuple | None = None
+        self._frozen_cache: dict[torch.device, tuple] = {}  # device -> (alphas' key, A, B W0)
+        self._frozen_buffers = FrozenBuffers()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -118,20 +126,30 @@ class MixupLinear(nn.Module):
             return alpha1 @ alpha2 / self.rank
 
     def effective_weight(self) -> torch.Tensor:
-        """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward."""
+        """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward. With frozen alphas it
+        lives in a buffer the next forward writes again: clone it to keep it."""
         if self.alpha1.requires_grad or self.alpha2.requires_grad:
+            # trained alphas may be stepped without a version bump (fused Adam): no frozen cache survives
+            self._frozen_cache.clear()
             if mixup_impl() == "dense":
                 a, b = self.mix_coefficients()
                 return torch.addcmul(b * self.weight0, a, self.weight)
             return self.fused_weight()
-        # Frozen alphas (finetune phase): no autograd work for them, and the W0 term is constant.
-        key = (self.alpha1._version, self.alpha2._version, self.alpha1.data_ptr(), self.alpha2.data_ptr())
-        if self._frozen_cache is None or self._frozen_cache[0] != key:
+        # Frozen alphas (finetune phase): A and B W0 are constants, W~ is written into kept buffers.
+        a, bw0 = self.frozen_coefficients()
+        return frozen_mix(self.weight, a, bw0, self._frozen_buffers)
+
+    def frozen_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, B * W0) of the frozen alphas, computed once per change of the alphas (per device)."""
+        device = self.alpha1.device
+        key = (self.alpha1._version, self.alpha2._version, self.alpha1.data_ptr(), self.alpha2.data_ptr(),
+               self.weight0.data_ptr())
+        cached = self._frozen_cache.get(device)
+        if cached is None or cached[0] != key:
             with torch.no_grad():
                 a, b = self.mix_coefficients()
-                self._frozen_cache = (key, a, b * self.weight0)
-        _, a, bw0 = self._frozen_cache
-        return torch.addcmul(bw0, a, self.weight)
+                cached = self._frozen_cache[device] = (key, a, b * self.weight0)
+        return cached[1], cached[2]
 
     def fused_weight(self) -> torch.Tensor:
         """W~ by one `FusedMix` node (alphas trainable): the alpha factors in their own dtype, as

@@ -84,9 +84,21 @@ def decay_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay:
     return [g for g in groups if g["params"]]
 
 
+# where torch's fused Adam runs (torch 2.13: CPU and CUDA, floating-point parameters)
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+FUSED_ADAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
 def make_optimizer(groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Optimizer:
-    """AdamW, spelled `Adam(decoupled_weight_decay=True)` so Betty can rebuild it (BETTY_NOTES 2)."""
-    return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, decoupled_weight_decay=True)
+    """AdamW, spelled `Adam(decoupled_weight_decay=True)` so Betty can rebuild it (BETTY_NOTES 2).
+    torch's fused implementation where every parameter allows it: one pass per tensor instead of
+    a dozen (on a CPU, torch's default for-loop Adam took ~45 % of an MPNet-base step at 16 x 32
+    tokens). Same update, summed in another order; note that it steps parameters without bumping
+    their in-place version."""
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.device.type in FUSED_ADAM_DEVICES and p.dtype in FUSED_ADAM_DTYPES
+                                 for p in params)
+    return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, decoupled_weight_decay=True, fused=fused or None)
 
 
 class CosineSchedule(LinearSchedule):

@@ -443,15 +443,131 @@ def test_frozen_alpha_finetune_path_caches_coefficients_and_matches_the_formula_
             torch.testing.assert_close(layer.weight.grad, a * reference.get_submodule(name).weight.grad,
                                        rtol=1e-6, atol=1e-12)
     layer = next(iter(mixup_layers(model).values()))
-    cached = layer._frozen_cache
+    cached = layer.frozen_coefficients()
     model(**tiny_batch(arch))
-    assert layer._frozen_cache is cached  # unchanged alphas: not recomputed
+    assert all(x is y for x, y in zip(layer.frozen_coefficients(), cached, strict=True))  # not recomputed
     set_alphas(model, 0.5)
     model(**tiny_batch(arch))
-    assert layer._frozen_cache is not cached
+    assert not any(x is y for x, y in zip(layer.frozen_coefficients(), cached, strict=True))
     set_alphas_trainable(model, True)
     model(**tiny_batch(arch)).logits.sum().backward()
     assert layer.alpha1.grad is not None  # trainable again: the fused path, not the cache
+
+
+def frozen_layer(conv1d: bool = False, seed: int = 0) -> MixupLinear:
+    """A mixup layer (40 x 24) with W moved off W0, random alphas, frozen: the finetune phase's layer."""
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(seed)
+    layer = MixupLinear(Conv1D(40, 24) if conv1d else torch.nn.Linear(24, 40), rank=1, init_mean=1.0, init_std=0.005)
+    with torch.no_grad():
+        layer.weight.add_(0.05 * torch.randn_like(layer.weight))
+        layer.alpha1.uniform_()
+        layer.alpha2.uniform_()
+    layer.alpha1.requires_grad_(False)
+    layer.alpha2.requires_grad_(False)
+    return layer
+
+
+@pytest.mark.parametrize("conv1d", [False, True])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_frozen_path_is_bit_for_bit_the_addcmul_as_autocast_would_cast_it(autocast, conv1d):
+    from agwm_betty.mixup import linear_forward
+
+    layer = frozen_layer(conv1d)
+    weight = layer.weight.detach().clone().requires_grad_(True)  # the reference's own leaf
+    x = torch.randn(8, 24)
+    grad = torch.randn(8, 40)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got = layer(x)
+        a, b = layer.mix_coefficients()
+        want = linear_forward(x, torch.addcmul(b * layer.weight0, a, weight), layer.bias, layer.fan_in_fan_out)
+    assert got.dtype == want.dtype
+    assert torch.equal(got, want)
+    kept = layer._frozen_buffers.slots[torch.device("cpu")]
+    assert kept[1 if autocast else 0].dtype == (torch.bfloat16 if autocast else torch.float32)
+    got.backward(grad.to(got.dtype))
+    want.backward(grad.to(want.dtype))
+    assert layer.weight.grad.dtype == torch.float32
+    assert torch.equal(layer.weight.grad, weight.grad)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw-foreach", "adamw-fused"])
+def test_frozen_path_forms_w_tilde_again_after_every_optimiser_step(optimizer):
+    # torch's fused AdamW steps W without bumping its version: no cache may be keyed on it
+    layer = frozen_layer()
+    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1),
+            "adamw-foreach": lambda p: torch.optim.AdamW(p, lr=0.1, foreach=True),
+            "adamw-fused": lambda p: torch.optim.AdamW(p, lr=0.1, fused=True)}[optimizer]
+    opt = make([layer.weight, layer.bias])
+    x = torch.randn(8, 24)
+
+    def want():
+        a, b = layer.mix_coefficients()
+        with torch.no_grad():
+            weight = torch.addcmul(b * layer.weight0, a, layer.weight).bfloat16()
+            return torch.nn.functional.linear(x.bfloat16(), weight, layer.bias.bfloat16())
+
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        assert torch.equal(out, want())
+        out.float().pow(2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    kept = layer._frozen_buffers.slots[torch.device("cpu")][1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        again = layer.effective_weight()
+    assert again.data_ptr() == kept.data_ptr()  # written where it was kept: no new tensor per step
+
+
+def test_two_forwards_before_one_backward_each_keep_their_own_w_tilde():
+    layer, reference = frozen_layer(), frozen_layer()
+    x, y = torch.randn(8, 24), torch.randn(8, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = layer(x)
+        with torch.no_grad():
+            layer.weight.add_(0.5)  # W moves between the two forwards (as in a lookahead)
+            reference.weight.add_(0.5)
+        second = layer(y)
+    (first.float().sum() + second.float().pow(2).sum()).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the reference: one forward per backward
+        with torch.no_grad():
+            reference.weight.sub_(0.5)
+        reference(x).float().sum().backward()
+        with torch.no_grad():
+            reference.weight.add_(0.5)
+        reference(y).float().pow(2).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad, rtol=1e-6, atol=1e-7)
+
+
+def test_a_graph_backpropagated_twice_after_a_new_forward_fails_loudly():
+    layer = frozen_layer()
+    x = torch.randn(8, 24, requires_grad=True)  # its gradient needs W~: the graph saves it
+    stale = layer(x).sum()
+    stale.backward(retain_graph=True)  # its node has run: the buffers are free for the next forward
+    layer(x)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()
+
+
+def test_frozen_coefficients_follow_alphas_that_a_fused_adam_stepped():
+    # the fused Adam steps the alphas without a version bump: the cache keyed on it must not survive
+    layer = frozen_layer()
+    x = torch.randn(8, 24)
+    layer(x)  # the frozen coefficients are cached
+    layer.alpha1.requires_grad_(True)
+    layer.alpha2.requires_grad_(True)
+    opt = torch.optim.Adam([layer.alpha1, layer.alpha2], lr=0.1, fused=True)
+    layer(x).pow(2).sum().backward()
+    versions = layer.alpha1._version, layer.alpha2._version
+    opt.step()
+    assert (layer.alpha1._version, layer.alpha2._version) == versions  # the trap this test is about
+    layer.alpha1.requires_grad_(False)
+    layer.alpha2.requires_grad_(False)
+    a, b = layer.mix_coefficients()
+    want = torch.nn.functional.linear(x, torch.addcmul(b * layer.weight0, a, layer.weight), layer.bias)
+    assert torch.equal(layer(x).detach(), want.detach())
 
 
 def test_unknown_mixup_impl_is_refused():

@@ -245,3 +245,23 @@ def test_joint_training_updates_alphas_and_task_weights_together(tokenizer):
     assert max((alpha_state_dict(model)[k] - v).abs().max() for k, v in alphas.items()) > 1e-4
     assert any(not torch.equal(b, a) for b, a in zip(task, task_parameters(model), strict=True))
     assert all(0 <= p.min() and p.max() <= 1 for p in alpha_parameters(model))
+
+
+def test_adamw_is_torchs_fused_one_where_parameters_allow_and_betty_can_rebuild_it():
+    from agwm_betty.train import make_optimizer
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(16, 16))
+    opt = make_optimizer([{"params": [w], "weight_decay": 0.01}], lr=1e-2)
+    assert opt.defaults["fused"] and opt.defaults["decoupled_weight_decay"]
+    assert opt.__class__([w], **opt.defaults).defaults["fused"]  # Betty's patch_optimizer rebuilds it so
+    reference = torch.nn.Parameter(w.detach().clone())
+    loop = torch.optim.AdamW([reference], lr=1e-2, weight_decay=0.01, foreach=False)
+    for _ in range(5):  # the same AdamW update as torch's for-loop one, up to summation order
+        grad = torch.randn(16, 16)
+        w.grad, reference.grad = grad.clone(), grad.clone()
+        opt.step()
+        loop.step()
+    torch.testing.assert_close(w.detach(), reference.detach(), rtol=1e-5, atol=1e-6)
+    complex_param = torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))
+    assert not make_optimizer([{"params": [complex_param]}], 1e-3).defaults["fused"]  # no fused kernel

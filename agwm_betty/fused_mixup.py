@@ -17,7 +17,7 @@ u and v over both halves; it skips the parts whose inputs need no gradient. Its 
 differentiable operations, so the second-order hypergradients (neumann, cg) differentiate it again.
 
 Frozen alphas (the finetune phase) make A and B * W0 constants, cached per layer: W~ = B W0 + A * W.
-`FrozenMix` writes W~ into buffers the layer keeps (`FrozenBuffers`) instead of new tensors: on a CPU a
+`FrozenMix` writes W~ into buffers the layer keeps (`MixBuffers`) instead of new tensors: on a CPU a
 fresh out x in tensor per step costs page faults that outweigh the arithmetic (measured: a 768 x 3072
 addcmul took 4.5 ms into a new tensor, 1.4 ms into a kept one). Under autocast it also keeps the
 low-precision copy the matmul reads, rounded from the fp32 W~ as autocast would round it, so the
@@ -25,12 +25,18 @@ values and gradients are bit for bit those of `addcmul(B W0, A, W)` cast by auto
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import torch
 
 MIXUP_IMPLS = ("fused", "dense")
 _impl = "fused"
+# Which of W's and the alphas' gradients the backward passes running now are asked for (see
+# `gradients_for`): autograd calls a Function's backward with every input's `needs_input_grad`,
+# even when `autograd.grad` asks for the other group alone.
+GRADIENT_GROUPS = ("all", "task", "alpha")
+_wanted = "all"
 
 
 def set_mixup_impl(name: str) -> None:
@@ -46,98 +52,150 @@ def mixup_impl() -> str:
     return _impl
 
 
+@contextlib.contextmanager
+def gradients_for(group: str):
+    """Within the block, `FusedMix` computes only the gradients of `group`: "task" (W: the search's
+    inner step), "alpha" (darts' finite-difference passes) or "all". Use it only around backward
+    passes that ask for that group alone: another group's gradient comes back None."""
+    global _wanted
+    if group not in GRADIENT_GROUPS:
+        raise ValueError(f"unknown gradient group {group!r}; choose from {', '.join(GRADIENT_GROUPS)}")
+    before, _wanted = _wanted, group
+    try:
+        yield
+    finally:
+        _wanted = before
+
+
 def storage_factors(f1: torch.Tensor, f2: torch.Tensor, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, v) with u @ v the coefficient matrix in W's storage layout: (f1, f2), or (f2^T, f1^T) for Conv1D."""
     return (f2.t(), f1.t()) if transposed else (f1, f2)
 
 
 def fused_mix(weight: torch.Tensor, weight0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, rank: int,
-              convex: bool, transposed: bool) -> torch.Tensor:
+              convex: bool, transposed: bool, buffers: MixBuffers | None = None,
+              dtype: torch.dtype | None = None) -> torch.Tensor:
     """W~ by `FusedMix`: the value and gradients of the dense path (`MixupLinear.mix_coefficients`
-    under autograd) in fewer passes over out x in."""
+    under autograd) in fewer passes over out x in. With `buffers` (a layer's), W~ and the formulas'
+    temporaries are written into kept tensors; without, every tensor is new. W~ comes back in
+    `dtype` (default: the one the matmul will read, `autocast_weight_dtype`), rounded from the W~
+    formed in W's dtype as autocast's cast would round it."""
     u, v = storage_factors(f1, f2, transposed)
-    return FusedMix.apply(weight, weight0, u, v, rank, convex)
+    dtype = dtype or autocast_weight_dtype(weight)
+    return FusedMix.apply(weight, weight0, u, v, rank, convex, dtype, buffers)
 
 
 class FusedMix(torch.autograd.Function):
     """W~ from (W, W0, u, v) in one autograd node; see the module docstring for the formulas."""
 
     @staticmethod
-    def forward(ctx, weight, weight0, u, v, rank: int, convex: bool):
+    def forward(ctx, weight, weight0, u, v, rank: int, convex: bool, dtype: torch.dtype = None,
+                buffers: MixBuffers | None = None):
         with torch.autocast(weight.device.type, enabled=False):  # the caller's dtypes, as the dense path
-            return FusedMix._forward(ctx, weight, weight0, u, v, rank, convex)
+            return FusedMix._forward(ctx, weight, weight0, u, v, rank, convex, dtype or weight.dtype, buffers)
 
     @staticmethod
-    def _forward(ctx, weight, weight0, u, v, rank: int, convex: bool):
-        ctx.rank, ctx.convex = rank, convex
+    def _forward(ctx, weight, weight0, u, v, rank, convex, dtype, buffers):
+        ctx.rank, ctx.convex, ctx.buffers = rank, convex, buffers
         ctx.save_for_backward(weight, weight0, u, v)
-        a = torch.mm(u / rank, v)
+        if buffers is None:
+            full, low, a = None, None, None
+        else:
+            full, low = buffers.output(weight, dtype)
+            a = buffers.scratch("coefficient", weight.shape, weight)
+        a = torch.mm(u / rank, v, out=a)
         if convex:  # W0 + A * (W - W0)
-            return torch.sub(weight, weight0).mul_(a).add_(weight0)
-        out = torch.mm((1 - u) / rank, 1 - v).mul_(weight0)
-        return out.addcmul_(a, weight)
+            out = torch.sub(weight, weight0, out=full).mul_(a).add_(weight0)
+        else:
+            out = torch.mm((1 - u) / rank, 1 - v, out=full).mul_(weight0).addcmul_(a, weight)
+        if buffers is None:
+            return out if dtype == out.dtype else out.to(dtype)
+        if low is not None:
+            low.copy_(out)  # the rounding autocast's cast would do
+        buffers.written_by(weight.device, ctx)
+        # a new tensor on the kept storage, sharing its version counter: a graph that saved it fails
+        # loudly rather than read a later W~
+        return (out if low is None else low).detach()
 
     @staticmethod
     def backward(ctx, grad):
+        ctx.backward_done = not torch.is_grad_enabled()  # the matmul's backward has run: W~ is free again
         with torch.autocast(grad.device.type, enabled=False):
             return FusedMix._backward(ctx, grad)
 
     @staticmethod
     def _backward(ctx, grad):
         weight, weight0, u, v = ctx.saved_tensors
-        rank, convex = ctx.rank, ctx.convex
+        rank, convex, buffers = ctx.rank, ctx.convex, ctx.buffers
+        kept = buffers is not None and not torch.is_grad_enabled()  # out= cannot be differentiated again
         need_w, _, need_u, need_v = ctx.needs_input_grad[:4]
+        need_w = need_w and _wanted != "alpha"
+        need_u, need_v = need_u and _wanted != "task", need_v and _wanted != "task"
         grad_w = grad_u = grad_v = None
+        if grad.dtype != weight.dtype:  # W~ was autocast's copy: its gradient back in W's dtype, as the cast's
+            grad = grad.to(weight.dtype) if not kept else \
+                buffers.scratch("gradient", grad.shape, weight).copy_(grad)
         if need_w:
             grad_w = torch.mm(u / rank, v).mul_(grad)
         if need_u or need_v:
             if convex:
-                gw = torch.sub(weight, weight0).mul_(grad)
+                gw = torch.sub(weight, weight0, out=buffers.scratch("both", weight.shape, weight) if kept else None)
+                gw = gw.mul_(grad)
                 grad_u = torch.mm(gw, v.t()) / rank if need_u else None
                 grad_v = torch.mm(u.t(), gw) / rank if need_v else None
             else:
-                if torch.is_grad_enabled():  # a double backward (neumann, cg): out= cannot be differentiated
-                    both = torch.stack((grad * weight, grad * weight0))
-                else:  # [G * W, G * W0]: each pass writes its half
-                    both = grad.new_empty((2, *grad.shape))
+                if not torch.is_grad_enabled():  # [G * W, G * W0]: each pass writes its half
+                    both = buffers.scratch("both", (2, *grad.shape), weight) if kept else \
+                        grad.new_empty((2, *grad.shape))
                     torch.mul(grad, weight, out=both[0])
                     torch.mul(grad, weight0, out=both[1])
+                else:  # a double backward (neumann, cg)
+                    both = torch.stack((grad * weight, grad * weight0))
                 if need_u:  # (G*W) v^T - (G*W0) (1 - v)^T, as one batched product summed over the halves
                     right = torch.stack((v.t(), v.t() - 1)) / rank
                     grad_u = torch.bmm(both, right).sum(0)
                 if need_v:  # u^T (G*W) - (1 - u)^T (G*W0), as one product over the stacked halves
                     left = torch.cat((u.t(), u.t() - 1), dim=1) / rank
                     grad_v = torch.mm(left, both.view(-1, grad.shape[1]))
-        return grad_w, None, grad_u, grad_v, None, None
+        return grad_w, None, grad_u, grad_v, None, None, None, None
 
 
-
-
-class FrozenBuffers:
-    """Where a layer keeps W~ per device: fp32, the copy autocast's matmul reads, and a weak reference
-    to the graph node of the forward that wrote them last. Per device, so that replicas of one layer
-    on several devices (`nn.DataParallel`) never share one."""
+class MixBuffers:
+    """Where a layer keeps its out x in tensors per device, instead of allocating them per step:
+    W~ (fp32, and the copy autocast's matmul reads) with a weak reference to the graph node of the
+    forward that wrote it last, and scratch space the formulas use within one call. Per device, so
+    that replicas of one layer on several devices (`nn.DataParallel`) never share one."""
 
     def __init__(self) -> None:
-        self.slots: dict[torch.device, list] = {}  # device -> [full, low, weakref to the writer's node]
+        self.slots: dict[torch.device, dict] = {}  # device -> {"full", "low", "writer", scratch names}
 
-    def take(self, weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(full, low) to write W~ into: the kept ones, unless a graph that has not run its backward
-        yet may still read them (two forwards before one backward); then new ones, kept from now on."""
-        slot = self.slots.setdefault(weight.device, [None, None, None])
-        writer = slot[2]() if slot[2] is not None else None
+    def output(self, weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(full, low) to write W~ into (low: None unless `dtype` differs from W's): the kept ones,
+        unless a graph that has not run its backward yet may still read them (two forwards before
+        one backward, or a double backward); then new ones, kept from now on."""
+        slot = self.slots.setdefault(weight.device, {})
+        ref = slot.get("writer")
+        writer = ref() if ref is not None else None
         in_use = writer is not None and not getattr(writer, "backward_done", False)
-        full, low = slot[0], slot[1]
+        full, low = slot.get("full"), slot.get("low")
         if in_use or full is None or full.shape != weight.shape or full.dtype != weight.dtype:
             full, low = torch.empty_like(weight, memory_format=torch.contiguous_format), None
         if dtype != weight.dtype and (low is None or low.dtype != dtype):
             low = torch.empty_like(full, dtype=dtype)
-        slot[0], slot[1], slot[2] = full, low, None
-        return full, low
+        slot.update(full=full, low=low, writer=None)
+        return full, (low if dtype != weight.dtype else None)
 
     def written_by(self, device: torch.device, ctx) -> None:
-        """Record the node whose graph reads the buffers until its backward has run."""
-        self.slots[device][2] = weakref.ref(ctx)
+        """Record the node whose graph reads W~ until its backward has run."""
+        self.slots[device]["writer"] = weakref.ref(ctx)
+
+    def scratch(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A kept tensor of `shape` (`like`'s dtype and device) for use within one call, never returned."""
+        slot = self.slots.setdefault(like.device, {})
+        kept = slot.get(name)
+        if kept is None or kept.shape != torch.Size(shape) or kept.dtype != like.dtype:
+            kept = slot[name] = like.new_empty(shape)
+        return kept
 
 
 def autocast_weight_dtype(weight: torch.Tensor) -> torch.dtype:
@@ -149,7 +207,7 @@ def autocast_weight_dtype(weight: torch.Tensor) -> torch.dtype:
     return weight.dtype
 
 
-def frozen_mix(weight: torch.Tensor, a: torch.Tensor, bw0: torch.Tensor, buffers: FrozenBuffers) -> torch.Tensor:
+def frozen_mix(weight: torch.Tensor, a: torch.Tensor, bw0: torch.Tensor, buffers: MixBuffers) -> torch.Tensor:
     """W~ = B W0 + A * W with constant A and B W0 (frozen alphas), in the dtype the matmul reads.
 
     Formed at every call (an optimiser may change W without bumping its version: torch's fused AdamW
@@ -162,9 +220,9 @@ class FrozenMix(torch.autograd.Function):
     """W~ from (W, A, B W0) with A constant: dW = A * dW~ (see `frozen_mix`)."""
 
     @staticmethod
-    def forward(ctx, weight, a, bw0, dtype: torch.dtype, buffers: FrozenBuffers):
+    def forward(ctx, weight, a, bw0, dtype: torch.dtype, buffers: MixBuffers):
         ctx.save_for_backward(a)
-        full, low = buffers.take(weight, dtype)
+        full, low = buffers.output(weight, dtype)
         with torch.autocast(weight.device.type, enabled=False):
             torch.addcmul(bw0, a, weight, out=full)
         if low is not None:
@@ -177,7 +235,7 @@ class FrozenMix(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (a,) = ctx.saved_tensors
-        ctx.backward_done = True  # the graph's matmul has run its backward: the buffers are free again
+        ctx.backward_done = not torch.is_grad_enabled()  # the matmul's backward has run: W~ is free again
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         if grad.dtype != a.dtype and not torch.is_grad_enabled():

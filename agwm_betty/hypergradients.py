@@ -40,6 +40,7 @@ import torch
 from betty.hypergradient import darts, jvp_fn_mapping, neumann, sama
 from betty.utils import replace_none_with_zero, to_vec
 
+from agwm_betty.fused_mixup import gradients_for
 from agwm_betty.reuse import random_state, set_random_state
 
 # Our names -> the `type` string a Betty problem config carries (the key in `jvp_fn_mapping`).
@@ -95,7 +96,14 @@ def darts_paper(vector, curr, prev, sync):
     vector, so scaling v by eta_w before Betty's darts scales the implicit term by eta_w and
     leaves the perturbed point W' +- eps v unchanged when all groups share one lr."""
     scaled = [v * lr for v, lr in zip(vector, step_sizes(curr), strict=True)]
-    return darts(scaled, curr, prev, sync)
+    return alpha_darts(scaled, curr, prev, sync)
+
+
+def alpha_darts(vector, curr, prev, sync):
+    """Betty's darts, whose two finite-difference passes ask for the alphas' gradients alone: the
+    mixup layers skip W's there (`fused_mixup.gradients_for`)."""
+    with gradients_for("alpha"):
+        return darts(vector, curr, prev, sync)
 
 
 def precondition_020(vector, inner) -> list[torch.Tensor]:
@@ -124,7 +132,7 @@ def darts_official(vector, curr, prev, sync):
     eta_w. Its restoring loop called the non-in-place `p.data.add`, so W stayed at W' - eps v_pre:
     reproduced here, a step of norm `darts_alpha` against the outer loss's gradient."""
     vector = precondition_020(vector, curr)
-    implicit = darts(vector, curr, prev, sync)
+    implicit = alpha_darts(vector, curr, prev, sync)
     eps = curr.config.darts_alpha / (to_vec(vector).norm().item() + 1e-15)
     with torch.no_grad():
         for p, v in zip(curr.meta_trainable_parameters(), vector, strict=True):

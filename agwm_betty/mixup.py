@@ -19,7 +19,8 @@ from torch.nn import functional as F
 
 from agwm_betty.fused_mixup import (  # noqa: F401 (MIXUP_IMPLS, set_mixup_impl re-exported)
     MIXUP_IMPLS,
-    FrozenBuffers,
+    MixBuffers,
+    autocast_weight_dtype,
     frozen_mix,
     fused_mix,
     mixup_impl,
@@ -91,7 +92,7 @@ class MixupLinear(nn.Module):
         self.alpha1 = nn.Parameter(_init_alpha((out_features, rank), init_mean, init_std, device, dtype, param))
         self.alpha2 = nn.Parameter(_init_alpha((rank, in_features), init_mean, init_std, device, dtype, param))
         self._frozen_cache: dict[torch.device, tuple] = {}  # device -> (alphas' key, A, B W0)
-        self._frozen_buffers = FrozenBuffers()
+        self._mix_buffers = MixBuffers()  # W~ and the formulas' temporaries, kept across steps
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -137,7 +138,7 @@ class MixupLinear(nn.Module):
             return self.fused_weight()
         # Frozen alphas (finetune phase): A and B W0 are constants, W~ is written into kept buffers.
         a, bw0 = self.frozen_coefficients()
-        return frozen_mix(self.weight, a, bw0, self._frozen_buffers)
+        return frozen_mix(self.weight, a, bw0, self._mix_buffers)
 
     def frozen_coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, B * W0) of the frozen alphas, computed once per change of the alphas (per device)."""
@@ -153,14 +154,13 @@ class MixupLinear(nn.Module):
 
     def fused_weight(self) -> torch.Tensor:
         """W~ by one `FusedMix` node (alphas trainable): the alpha factors in their own dtype, as
-        `mix_coefficients`, and no out x in coefficient matrix kept for the backward."""
-        device_type = self.alpha1.device.type
-        if torch.is_autocast_enabled(device_type):
-            with torch.autocast(device_type, enabled=False):
-                return self.fused_weight()
-        alpha1, alpha2 = self.factors()
-        return fused_mix(self.weight, self.weight0, alpha1, alpha2, self.rank, self.form == "convex",
-                         self.fan_in_fan_out)
+        `mix_coefficients`, no out x in coefficient matrix kept for the backward, and W~ written into
+        the layer's kept buffers (clone it to keep it)."""
+        dtype = autocast_weight_dtype(self.weight)  # W~ comes back in the dtype the matmul reads
+        with torch.autocast(self.alpha1.device.type, enabled=False):
+            alpha1, alpha2 = self.factors()
+            return fused_mix(self.weight, self.weight0, alpha1, alpha2, self.rank, self.form == "convex",
+                             self.fan_in_fan_out, self._mix_buffers, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear_forward(x, self.effective_weight(), self.bias, self.fan_in_fan_out)

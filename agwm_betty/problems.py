@@ -21,6 +21,7 @@ from agwm_betty import distributed
 from agwm_betty.config import Config
 from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, hypergradient_norms, total_norm
 from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
+from agwm_betty.fused_mixup import gradients_for
 from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs, resolve_hypergradient
 from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
 from agwm_betty.train import divergence_error, task_loss
@@ -179,6 +180,13 @@ class Inner(_SharedModuleProblem):
         self.repeat_step = cfg.repeat_inner_step
         if self.repeat_step:
             self._roll_back = True
+
+    def backward(self, loss, params, paths, create_graph=False, retain_graph=True, allow_unused=True):
+        # the inner step asks for W's gradients alone: the mixup layers skip the alphas' (gradients_for)
+        if paths or create_graph:
+            return super().backward(loss, params, paths, create_graph, retain_graph, allow_unused)
+        with gradients_for("task"):
+            return super().backward(loss, params, paths, create_graph, retain_graph, allow_unused)
 
     def cache_states(self):
         if not self.repeat_step:

@@ -9,6 +9,8 @@
 #   bash scripts/sweep.sh start DIR [HOURS]   # detach; stop by itself within HOURS (default 2.5)
 #   bash scripts/sweep.sh status DIR          # running or not, runs recorded per runs.jsonl, the log's tail
 #   bash scripts/sweep.sh stop DIR            # end the sweep and every run it started
+#   bash scripts/sweep.sh pause|resume DIR    # freeze it (SIGSTOP) for a timing on an idle machine, and go on;
+#                                             # its time limit is wall time and keeps running meanwhile
 #
 # The sweep runs the code of the commit checked out when it started, from a git worktree of its
 # own (.sweeps/<DIR's name>, git-ignored): editing or checking out this tree meanwhile changes
@@ -55,6 +57,11 @@ case "$command" in
     # the whole session: timeout puts each glue.py (and its workers) in a process group of its own
     if running; then pkill -TERM -s "$(cat "$PIDFILE")" && echo "stopped pid $(cat "$PIDFILE")"; else echo "not running"; fi
     rm -f "$PIDFILE"
+    ;;
+  pause|resume)
+    if ! running; then echo "not running"; exit 0; fi
+    signal=STOP; [ "$command" = resume ] && signal=CONT
+    pkill -"$signal" -s "$(cat "$PIDFILE")" && echo "${command}d sweep $NAME (pid $(cat "$PIDFILE"))"
     ;;
   _run)
     END=$(( $(date +%s) + $(awk -v h="$3" 'BEGIN { printf "%d", h * 3600 }') ))

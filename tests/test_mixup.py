@@ -484,8 +484,8 @@ def test_frozen_path_is_bit_for_bit_the_addcmul_as_autocast_would_cast_it(autoca
         want = linear_forward(x, torch.addcmul(b * layer.weight0, a, weight), layer.bias, layer.fan_in_fan_out)
     assert got.dtype == want.dtype
     assert torch.equal(got, want)
-    kept = layer._frozen_buffers.slots[torch.device("cpu")]
-    assert kept[1 if autocast else 0].dtype == (torch.bfloat16 if autocast else torch.float32)
+    kept = layer._mix_buffers.slots[torch.device("cpu")]
+    assert kept["low" if autocast else "full"].dtype == (torch.bfloat16 if autocast else torch.float32)
     got.backward(grad.to(got.dtype))
     want.backward(grad.to(want.dtype))
     assert layer.weight.grad.dtype == torch.float32
@@ -515,7 +515,7 @@ def test_frozen_path_forms_w_tilde_again_after_every_optimiser_step(optimizer):
         out.float().pow(2).sum().backward()
         opt.step()
         opt.zero_grad()
-    kept = layer._frozen_buffers.slots[torch.device("cpu")][1]
+    kept = layer._mix_buffers.slots[torch.device("cpu")]["low"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         again = layer.effective_weight()
     assert again.data_ptr() == kept.data_ptr()  # written where it was kept: no new tensor per step
@@ -568,6 +568,40 @@ def test_frozen_coefficients_follow_alphas_that_a_fused_adam_stepped():
     a, b = layer.mix_coefficients()
     want = torch.nn.functional.linear(x, torch.addcmul(b * layer.weight0, a, layer.weight), layer.bias)
     assert torch.equal(layer(x).detach(), want.detach())
+
+
+@pytest.mark.parametrize("conv1d", [False, True])
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("form", ["product", "convex"])
+def test_fused_mix_into_kept_buffers_is_bit_for_bit_the_fresh_tensors_path(form, autocast, conv1d):
+    from transformers.pytorch_utils import Conv1D
+
+    from agwm_betty.mixup import fused_mix, linear_forward
+
+    torch.manual_seed(0)
+    layer = MixupLinear(Conv1D(40, 24) if conv1d else torch.nn.Linear(24, 40), rank=2, init_mean=1.0,
+                        init_std=0.005, form=form)
+    with torch.no_grad():
+        layer.weight.add_(0.05 * torch.randn_like(layer.weight))
+        layer.alpha1.uniform_()
+        layer.alpha2.uniform_()
+    params = [layer.weight, layer.alpha1, layer.alpha2]
+    for _ in range(3):  # from the second step on, W~ and the temporaries go into the kept tensors
+        x = torch.randn(8, 24)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            got = layer(x)
+            with torch.autocast("cpu", enabled=False):
+                fresh = fused_mix(layer.weight, layer.weight0, layer.alpha1, layer.alpha2, 2, form == "convex",
+                                  conv1d, buffers=None, dtype=torch.float32)
+            want = linear_forward(x, fresh, layer.bias, conv1d)
+        assert torch.equal(got, want)
+        got_grads = torch.autograd.grad(got.float().pow(2).sum(), params)
+        want_grads = torch.autograd.grad(want.float().pow(2).sum(), params)
+        for g, w in zip(got_grads, want_grads, strict=True):
+            assert torch.equal(g, w)
+        with torch.no_grad():
+            layer.weight.sub_(0.01 * got_grads[0])
+    assert layer._mix_buffers.slots[torch.device("cpu")]["full"].shape == layer.weight.shape
 
 
 def test_unknown_mixup_impl_is_refused():

@@ -82,7 +82,7 @@ def test_bf16_autocast_mixup_is_the_fp32_result_within_the_stated_tolerance(impl
         for autocast in (False, True):
             model.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                weight = layer.fused_weight() if impl == "fused" else torch.addcmul(
+                weight = layer.fused_weight().clone() if impl == "fused" else torch.addcmul(
                     layer.mix_coefficients()[1] * layer.weight0, layer.mix_coefficients()[0], layer.weight)
                 out = model(**tiny_batch("bert")).logits
             out.float().pow(2).sum().backward()
@@ -92,8 +92,10 @@ def test_bf16_autocast_mixup_is_the_fp32_result_within_the_stated_tolerance(impl
         set_mixup_impl(before)
     weight16, out16, *grads16 = results[True]
     weight32, out32, *grads32 = results[False]
-    assert weight16.dtype == torch.float32
-    torch.testing.assert_close(weight16, weight32, rtol=0, atol=0)  # W~ itself is formed in fp32
+    if impl == "fused":  # W~ is formed in fp32, then rounded once, as autocast's cast would round it
+        assert weight16.dtype == torch.bfloat16 and torch.equal(weight16, weight32.bfloat16())
+    else:  # W~ is formed in fp32, and autocast casts it for the matmul
+        assert weight16.dtype == torch.float32 and torch.equal(weight16, weight32)
     assert out16.dtype == torch.float32 and not torch.equal(out16, out32)  # the matmuls did run in bf16
     for got, want in zip([out16, *grads16], [out32, *grads32], strict=True):
         assert got.dtype == torch.float32

@@ -419,6 +419,27 @@ def test_the_report_pairs_agwm_with_each_random_alpha_row_as_with_vanilla(runs_f
     assert written["mean_difference"].round(6).tolist() == expected["mean_difference"].round(6).tolist()
 
 
+def test_pairs_asked_for_are_paired_by_seed_after_agwms_controls(runs_file, tmp_path, capsys):
+    from agwm_betty.cli.report import main
+
+    assert main([str(runs_file), "--out", str(tmp_path), "--quiet", "--pairs", "vanilla:agwm"]) == 0
+    md = (tmp_path / "tables.md").read_text(encoding="utf-8")
+    assert md.index("### Paired by seed: agwm - vanilla\n") < md.index("### Paired by seed: vanilla - agwm")
+    written = pd.read_csv(tmp_path / "paired_vanilla_agwm.csv")
+    expected = report.paired_differences(report.load_runs([runs_file]), "vanilla", "agwm")
+    assert not expected.empty
+    assert written["mean_difference"].round(6).tolist() == expected["mean_difference"].round(6).tolist()
+
+
+@pytest.mark.parametrize("bad", ["setfit", "setfit:", "a:b:c"])
+def test_a_pair_that_is_not_label_colon_reference_is_refused(bad, runs_file, tmp_path, capsys):
+    from agwm_betty.cli.report import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([str(runs_file), "--out", str(tmp_path), "--pairs", bad])
+    assert stop.value.code == 2 and "LABEL:REFERENCE" in capsys.readouterr().err
+
+
 def test_write_report_without_alphas_does_not_crash(tmp_path):
     recs = [{k: v for k, v in r.items() if k != "alphas"} for r in records() if r["n"] == 1000]
     runs = write_jsonl(tmp_path / "r.jsonl", recs)

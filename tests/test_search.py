@@ -265,3 +265,49 @@ def test_adamw_is_torchs_fused_one_where_parameters_allow_and_betty_can_rebuild_
     torch.testing.assert_close(w.detach(), reference.detach(), rtol=1e-5, atol=1e-6)
     complex_param = torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))
     assert not make_optimizer([{"params": [complex_param]}], 1e-3).defaults["fused"]  # no fused kernel
+
+
+@pytest.mark.parametrize("hypergradient", ["darts-paper", "darts-official"])
+def test_skipping_the_gradients_a_backward_does_not_ask_for_changes_no_bit_of_the_search(
+        tokenizer, hypergradient, monkeypatch):
+    import contextlib
+
+    import agwm_betty.fused_mixup as fused_mixup
+
+    cfg = Config(**FAST, alpha_lr=1e-2, hypergradient=hypergradient)
+    seen = set()
+    backward = fused_mixup.FusedMix._backward
+
+    def spy(ctx, grad):
+        seen.add(fused_mixup._wanted)
+        return backward(ctx, grad)
+
+    monkeypatch.setattr(fused_mixup.FusedMix, "_backward", staticmethod(spy))
+    skipping = mixup_model()
+    search_phase(skipping, synthetic_task(32), tokenizer, cfg)
+    assert seen == {"task", "alpha", "all"}  # inner step, darts' passes, the outer step (v needs W's)
+    for module in ("agwm_betty.problems", "agwm_betty.hypergradients"):  # every gradient, every pass
+        monkeypatch.setattr(f"{module}.gradients_for", lambda group: contextlib.nullcontext())
+    seen.clear()
+    reference = mixup_model()
+    search_phase(reference, synthetic_task(32), tokenizer, cfg)
+    assert seen == {"all"}
+    for (name, a), (_, b) in zip(skipping.state_dict().items(), reference.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_gradients_for_gives_the_asked_group_alone_and_refuses_an_unknown_one():
+    from agwm_betty.fused_mixup import fused_mix, gradients_for
+
+    torch.manual_seed(0)
+    w, w0 = torch.randn(6, 5, requires_grad=True), torch.randn(6, 5)
+    u, v = torch.rand(6, 1, requires_grad=True), torch.rand(1, 5, requires_grad=True)
+    dw, du, dv = torch.autograd.grad(fused_mix(w, w0, u, v, 1, False, False).pow(2).sum(), [w, u, v])
+    for group, asked, want in (("task", [w], [dw]), ("alpha", [u, v], [du, dv])):
+        with gradients_for(group):
+            got = torch.autograd.grad(fused_mix(w, w0, u, v, 1, False, False).pow(2).sum(), asked)
+        assert all(torch.equal(g, expected) for g, expected in zip(got, want, strict=True))
+    with gradients_for("task"):  # the other group is not computed: None, never a wrong value
+        assert torch.autograd.grad(fused_mix(w, w0, u, v, 1, False, False).sum(), [u], allow_unused=True) == (None,)
+    with pytest.raises(ValueError, match="unknown gradient group"), gradients_for("both"):
+        pass

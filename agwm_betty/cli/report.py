@@ -1,6 +1,6 @@
 """Turn runs.jsonl files into tables (ours beside the paper's BERT-large numbers) and plots.
 
-    agwm-report results/runs.jsonl [more.jsonl ...] --out results/ [--html]
+    agwm-report results/runs.jsonl [more.jsonl ...] --out results/ [--html] [--pairs setfit:agwm]
     (python experiments/report.py is the same program)
 """
 from __future__ import annotations
@@ -27,7 +27,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also write report.html: the tables and plots on one self-contained page "
                              "(images embedded) that opens in a browser offline")
     parser.add_argument("--quiet", action="store_true", help="do not print the tables")
+    parser.add_argument("--pairs", type=pairs_arg, default=(), metavar="A:B[,C:D...]",
+                        help="also compare these method labels paired by seed (A - B per task, wins, paired p), "
+                             "after agwm against its controls; e.g. setfit:vanilla-matched,setfit:agwm")
     return parser.parse_args(argv)
+
+
+def pairs_arg(text: str) -> tuple[tuple[str, str], ...]:
+    """'a:b,c:d' as ((a, b), (c, d)); an item without exactly one ':' is an argparse error."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = [p.strip() for p in item.split(":")]
+        if len(parts) != 2 or not all(parts):
+            raise argparse.ArgumentTypeError(f"{item!r}: give a pair as LABEL:REFERENCE, e.g. setfit:vanilla")
+        pairs.append((parts[0], parts[1]))
+    return tuple(pairs)
 
 
 def check_runs_file(path: Path) -> str | None:
@@ -58,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or args.runs[0].parent
     try:
-        written = write_report(args.runs, out)
+        written = write_report(args.runs, out, args.pairs)
     except ValueError as err:  # a line that is not a JSON record: the message names the file and line
         print(f"error: {err} (each line of a runs file is one JSON record)", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 per PLM."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +26,10 @@ LEGEND = (
 )
 
 
-def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str) -> tuple[list[str], list[Path]]:
-    """Markdown sections, CSVs and plots for the runs of one PLM."""
+def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str,
+                pairs: Sequence[tuple[str, str]] = ()) -> tuple[list[str], list[Path]]:
+    """Markdown sections, CSVs and plots for the runs of one PLM; `pairs` adds paired tables
+    (label - reference) after agwm's against its controls."""
     md, written = [], []
 
     def save_csv(table: pd.DataFrame, name: str, index: bool = True) -> None:
@@ -53,12 +55,13 @@ def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str) 
     md += ["### Average over tasks\n", to_markdown(average), ""]
     save_csv(average, "average.csv")
     random_alpha = sorted((lab for lab in df["label"].unique() if lab.startswith("random-alpha")), key=label_key)
-    for label in ("vanilla-matched", *random_alpha, "vanilla"):  # the controls first
-        paired = paired_differences(df, "agwm", label)
+    controls = [("agwm", label) for label in ("vanilla-matched", *random_alpha, "vanilla")]  # the controls first
+    for label, reference in dict.fromkeys([*controls, *pairs]):
+        paired = paired_differences(df, label, reference)
         if not paired.empty:
             shown = paired.round(2).astype(object).assign(p=paired["p"].map(fmt_p))
-            md += [f"### Paired by seed: agwm - {label}\n", to_markdown(shown.set_index("task")), ""]
-            save_csv(paired, f"paired_agwm_{file_label(label)}.csv", index=False)
+            md += [f"### Paired by seed: {label} - {reference}\n", to_markdown(shown.set_index("task")), ""]
+            save_csv(paired, f"paired_{file_label(label)}_{file_label(reference)}.csv", index=False)
     cost = relative_cost(df)
     if len(cost) > 1:
         md += ["### Wall time per run relative to vanilla (mean over tasks)\n",
@@ -88,8 +91,10 @@ def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str) 
     return md + section, written + files
 
 
-def render_report(df: pd.DataFrame, out_dir: str | Path) -> tuple[str, list[Path]]:
-    """Write CSVs and plots for loaded runs into ``out_dir``; return the markdown and the paths."""
+def render_report(df: pd.DataFrame, out_dir: str | Path,
+                  pairs: Sequence[tuple[str, str]] = ()) -> tuple[str, list[Path]]:
+    """Write CSVs and plots for loaded runs into ``out_dir``; return the markdown and the paths.
+    `pairs`: (label, reference) method labels to compare paired by seed, beside agwm's controls."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves = curve_runs(df)
@@ -102,15 +107,17 @@ def render_report(df: pd.DataFrame, out_dir: str | Path) -> tuple[str, list[Path
     for plm, runs in groups:
         prefix = f"{plm}_" if len(groups) > 1 else ""
         md.append(f"## PLM: {plm}\n" if plm else "## Runs\n")
-        section, files = _report_one(runs, curves[curves.index.isin(runs.index)], out, prefix)
+        section, files = _report_one(runs, curves[curves.index.isin(runs.index)], out, prefix, pairs)
         md += section
         written += files
     return "\n".join(md), written
 
 
-def write_report(runs_paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
-    """Load runs.jsonl files and write tables.md, CSVs and PNG plots into ``out_dir``."""
-    markdown, written = render_report(load_runs(runs_paths), out_dir)
+def write_report(runs_paths: Iterable[str | Path], out_dir: str | Path,
+                 pairs: Sequence[tuple[str, str]] = ()) -> list[Path]:
+    """Load runs.jsonl files and write tables.md, CSVs and PNG plots into ``out_dir`` (`pairs`: as
+    `render_report`)."""
+    markdown, written = render_report(load_runs(runs_paths), out_dir, pairs)
     tables = Path(out_dir) / "tables.md"
     tables.write_text(markdown + "\n", encoding="utf-8")
     return [tables, *written]

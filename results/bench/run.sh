@@ -8,7 +8,11 @@
 # 3. (#25) the fused mixup's search step against the dense one's, 10 rounds side by side.
 # 4. (#26) the search step logging its curves to TensorBoard at every step (--log-every 1, the upper
 #    bound of logging's cost) beside the search step that logs nothing.
-#   bash results/bench/run.sh [step|mixup|e2e|logging]   # -> results/bench/{step,mixup_ab,e2e,logging}.{txt,json}
+# 5. (#34) bf16 against fp32 on this CPU, MiniLM and MPNet-base's shape, one thread, 16 x 32 tokens; the
+#    profiles of MPNet-base's three bf16 steps; 2 workers x 1 thread against 1 worker x 2 threads.
+#    Run it on an idle machine (`bash scripts/sweep.sh pause DIR` any running sweep, `resume` after).
+#   bash results/bench/run.sh [step|mixup|e2e|logging|bf16|workers]
+#     -> results/bench/{step,mixup_ab,e2e,logging,cpu_bf16}.{txt,json}, cpu_bf16_*_profile.txt, cpu_workers.json
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -32,4 +36,17 @@ fi
 if [[ $part == all || $part == logging ]]; then
   $PY benchmarks/bench_step.py --no-memory --no-flops --unrolls "" --hypergradients "" --report-to tensorboard \
     --repeats 3 --json $OUT/logging.json 2>&1 | tee $OUT/logging.txt
+fi
+if [[ $part == all || $part == bf16 ]]; then
+  $PY benchmarks/bench_step.py --models minilm,mpnet-base --precision fp32,bf16 --threads 1 --repeats 5 \
+    --batch-size 16 --seq-len 32 --no-memory --unrolls "" --hypergradients "" --json $OUT/cpu_bf16.json 2>&1 \
+    | grep -v -e Warning -e warnings.warn | tee $OUT/cpu_bf16.txt
+  for variant in search finetune vanilla; do
+    rows=15; [ $variant = search ] && rows=25
+    $PY benchmarks/profile_step.py --model mpnet-base --variant $variant --precision bf16 --steps 2 --rows $rows 2>&1 \
+      | grep -v -e Warning -e warnings.warn -e USDT >$OUT/cpu_bf16_${variant}_profile.txt
+  done
+fi
+if [[ $part == all || $part == workers ]]; then
+  PYTHON=$PY JSON=$OUT/cpu_workers.json bash benchmarks/bench_workers.sh
 fi

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from agwm_betty import distributed, workers
-from agwm_betty.data import heldout, subsample, tokenize
+from agwm_betty.data import fingerprint, heldout, subsample, tokenize
 from agwm_betty.experiment import (
     Experiment,
     TaskData,
@@ -120,6 +120,8 @@ class SweepRunner:
                                  curves=distributed.is_main_process(), raw=raw)
         if not distributed.is_main_process():
             return None
+        # the training examples, so that records from two machines or methods can be checked to share them
+        record["subset_sha1"] = fingerprint(raw[0], (*data.spec.text_columns, "label"))
         if exp.save_models:
             record["model_dir"] = str(save_model(result.model, tokenizer,
                                                  path.parent / "models" / model_dir_name(record)))

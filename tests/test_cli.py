@@ -41,6 +41,8 @@ def test_sweep_survives_kill_resumes_and_then_does_nothing(glue_dir, tmp_path):
     recs = records(runs)
     assert sorted((r["seed"], r["method"]) for r in recs) == [(0, "agwm"), (0, "vanilla"), (1, "agwm"), (1, "vanilla")]
     assert len({r["run_id"] for r in recs}) == 4
+    subsets = {seed: {r["subset_sha1"] for r in recs if r["seed"] == seed} for seed in (0, 1)}
+    assert all(len(s) == 1 for s in subsets.values()) and subsets[0] != subsets[1]  # every arm of a seed, one subset
     for r in recs:
         assert REQUIRED <= set(r)
         assert r["task"] == "cola" and r["n"] == 16 and r["plm"] == "minilm" and r["metric_name"] == "mcc"

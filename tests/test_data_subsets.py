@@ -2,7 +2,7 @@
 
 import pytest
 
-from agwm_betty.data import DataError, heldout, load_glue, subsample
+from agwm_betty.data import DataError, fingerprint, heldout, load_glue, subsample
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +49,13 @@ def test_heldout_examples_lie_outside_the_seed_subset(rte_train):
     assert held["idx"] == heldout(rte_train, 300, seed=4, size=200)["idx"]
     with pytest.raises(DataError, match="held-out"):
         heldout(rte_train, 0, seed=4, size=10)
+
+
+def test_a_subsets_fingerprint_names_its_examples_and_their_order(rte_train):
+    columns = ("text_a", "text_b", "label")
+    same = fingerprint(subsample(rte_train, 64, seed=3), columns)
+    assert same == fingerprint(subsample(rte_train, 64, seed=3), columns)
+    assert same != fingerprint(subsample(rte_train, 64, seed=4), columns)
+    reordered = subsample(rte_train, 64, seed=3).select(list(range(63, -1, -1)))
+    assert same != fingerprint(reordered, columns)
+    assert len(same) == 40 and int(same, 16) >= 0

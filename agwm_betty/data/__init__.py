@@ -4,7 +4,7 @@ from agwm_betty.data.custom import load_custom
 from agwm_betty.data.glue import HUB_DATASET, load_glue, normalize_hub_split
 from agwm_betty.data.loaders import make_loader, tokenize
 from agwm_betty.data.splits import blo_splits
-from agwm_betty.data.subsets import heldout, subsample
+from agwm_betty.data.subsets import fingerprint, heldout, subsample
 from agwm_betty.data.tasks import GLUE_TASKS, TASK_NAMES, DataError, TaskSpec, get_task
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "TaskSpec",
     "blo_splits",
+    "fingerprint",
     "get_task",
     "heldout",
     "load_custom",

@@ -110,12 +110,7 @@ class FusedMix(torch.autograd.Function):
             out = torch.mm((1 - u) / rank, 1 - v, out=full).mul_(weight0).addcmul_(a, weight)
         if buffers is None:
             return out if dtype == out.dtype else out.to(dtype)
-        if low is not None:
-            low.copy_(out)  # the rounding autocast's cast would do
-        buffers.written_by(weight.device, ctx)
-        # a new tensor on the kept storage, sharing its version counter: a graph that saved it fails
-        # loudly rather than read a later W~
-        return (out if low is None else low).detach()
+        return buffers.publish(ctx, out, low)
 
     @staticmethod
     def backward(ctx, grad):
@@ -185,9 +180,16 @@ class MixBuffers:
         slot.update(full=full, low=low, writer=None)
         return full, (low if dtype != weight.dtype else None)
 
-    def written_by(self, device: torch.device, ctx) -> None:
-        """Record the node whose graph reads W~ until its backward has run."""
-        self.slots[device]["writer"] = weakref.ref(ctx)
+    def publish(self, ctx, full: torch.Tensor, low: torch.Tensor | None) -> torch.Tensor:
+        """W~ as a forward returns it, `full` written: rounded into `low` where there is one (as
+        autocast's cast would round it), `ctx` recorded as the node whose graph reads it until its
+        backward has run, and a new tensor on the kept storage sharing its version counter, so that
+        a graph that saved it fails loudly rather than read a later W~ (a backward run twice with
+        retain_graph, say)."""
+        if low is not None:
+            low.copy_(full)
+        self.slots[full.device]["writer"] = weakref.ref(ctx)
+        return (full if low is None else low).detach()
 
     def scratch(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A kept tensor of `shape` (`like`'s dtype and device) for use within one call, never returned."""
@@ -225,12 +227,7 @@ class FrozenMix(torch.autograd.Function):
         full, low = buffers.output(weight, dtype)
         with torch.autocast(weight.device.type, enabled=False):
             torch.addcmul(bw0, a, weight, out=full)
-        if low is not None:
-            low.copy_(full)  # the rounding autocast's cast would do
-        buffers.written_by(weight.device, ctx)
-        # a new tensor on the kept storage, sharing its version counter: a graph that saved it fails
-        # loudly rather than read a later W~ (a backward run twice with retain_graph, say)
-        return (full if low is None else low).detach()
+        return buffers.publish(ctx, full, low)
 
     @staticmethod
     def backward(ctx, grad):

@@ -41,6 +41,9 @@ if [[ $part == all || $part == bf16 ]]; then
   $PY benchmarks/bench_step.py --models minilm,mpnet-base --precision fp32,bf16 --threads 1 --repeats 5 \
     --batch-size 16 --seq-len 32 --no-memory --unrolls "" --hypergradients "" --json $OUT/cpu_bf16.json 2>&1 \
     | grep -v -e Warning -e warnings.warn | tee $OUT/cpu_bf16.txt
+  $PY benchmarks/bench_step.py --models mpnet-base --precision bf16 --threads 1 --repeats 3 --batch-size 16 \
+    --seq-len 128 --no-memory --unrolls "" --hypergradients "" --json $OUT/cpu_bf16_seq128.json 2>&1 \
+    | grep -v -e Warning -e warnings.warn | tee $OUT/cpu_bf16_seq128.txt
   for variant in search finetune vanilla; do
     rows=15; [ $variant = search ] && rows=25
     $PY benchmarks/profile_step.py --model mpnet-base --variant $variant --precision bf16 --steps 2 --rows $rows 2>&1 \

@@ -164,6 +164,13 @@ class MixBuffers:
     def __init__(self) -> None:
         self.slots: dict[torch.device, dict] = {}  # device -> {"full", "low", "writer", scratch names}
 
+    # A cache: a copy of the layer (deepcopy, pickle, a process of its own) starts with none of it.
+    def __getstate__(self) -> dict:
+        return {"slots": {}}
+
+    def __deepcopy__(self, memo) -> MixBuffers:
+        return MixBuffers()
+
     def output(self, weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(full, low) to write W~ into (low: None unless `dtype` differs from W's): the kept ones,
         unless a graph that has not run its backward yet may still read them (two forwards before

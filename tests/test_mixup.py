@@ -604,6 +604,20 @@ def test_fused_mix_into_kept_buffers_is_bit_for_bit_the_fresh_tensors_path(form,
     assert layer._mix_buffers.slots[torch.device("cpu")]["full"].shape == layer.weight.shape
 
 
+def test_a_mixup_model_with_kept_buffers_copies_and_pickles_without_them(tmp_path):
+    import copy
+    import pickle
+
+    model = apply_mixup(tiny_model("bert"))
+    logits(model, "bert")  # the layers now keep W~ and a reference to the graph node that wrote it
+    layer = next(iter(mixup_layers(model).values()))
+    assert layer._mix_buffers.slots
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert not next(iter(mixup_layers(copied).values()))._mix_buffers.slots
+        torch.testing.assert_close(logits(copied, "bert"), logits(model, "bert"), rtol=0, atol=0)
+    torch.save(model, tmp_path / "model.pt")
+
+
 def test_unknown_mixup_impl_is_refused():
     from agwm_betty.mixup import MIXUP_IMPLS, set_mixup_impl
 

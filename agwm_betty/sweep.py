@@ -121,7 +121,8 @@ class SweepRunner:
         if not distributed.is_main_process():
             return None
         # the training examples, so that records from two machines or methods can be checked to share them
-        record["subset_sha1"] = fingerprint(raw[0], (*data.spec.text_columns, "label"))
+        named = [c for c in (*data.spec.text_columns, "label") if c in raw[0].column_names]
+        record["subset_sha1"] = fingerprint(raw[0], tuple(named or raw[0].column_names))
         if exp.save_models:
             record["model_dir"] = str(save_model(result.model, tokenizer,
                                                  path.parent / "models" / model_dir_name(record)))

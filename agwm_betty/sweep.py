@@ -114,15 +114,16 @@ class SweepRunner:
             raw_eval = heldout(data.train, exp.n, seed, exp.heldout) if exp.heldout else data.eval_raw
             train = tokenize(raw_train, tokenizer, data.spec, exp.cfg.max_length)
             evaluation = tokenize(raw_eval, tokenizer, data.spec, exp.cfg.max_length) if exp.heldout else data.eval
-            self.subset = {(task, seed): (train, evaluation, (raw_train, raw_eval))}
-        train, evaluation, raw = self.subset[(task, seed)]
+            # the training examples, so that records from two machines or methods can be checked to share them
+            named = [c for c in (*data.spec.text_columns, "label") if c in raw_train.column_names]
+            subset_sha1 = fingerprint(raw_train, tuple(named or raw_train.column_names))
+            self.subset = {(task, seed): (train, evaluation, (raw_train, raw_eval), subset_sha1)}
+        train, evaluation, raw, subset_sha1 = self.subset[(task, seed)]
         record, result = run_one(exp, data, train, evaluation, tokenizer, task, seed, method_name,
                                  curves=distributed.is_main_process(), raw=raw)
         if not distributed.is_main_process():
             return None
-        # the training examples, so that records from two machines or methods can be checked to share them
-        named = [c for c in (*data.spec.text_columns, "label") if c in raw[0].column_names]
-        record["subset_sha1"] = fingerprint(raw[0], tuple(named or raw[0].column_names))
+        record["subset_sha1"] = subset_sha1
         if exp.save_models:
             record["model_dir"] = str(save_model(result.model, tokenizer,
                                                  path.parent / "models" / model_dir_name(record)))

@@ -270,12 +270,12 @@ def save_search(search: SavedSearch, record: dict, directory: Path) -> Path:
 
 
 def save_model(model, tokenizer, directory: Path) -> Path:
-    """Save `model` as a plain HF checkpoint (mixup merged: loads without agwm_betty)."""
-    from agwm_betty.mixup import merge_mixup
+    """Deprecated: `get_method(name).save(model, tokenizer, directory, spec)`, which also names the classes."""
+    import warnings
 
-    merge_mixup(model).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    warnings.warn("agwm_betty.experiment.save_model is deprecated; use get_method(name).save(model, tokenizer, "
+                  "directory, spec), which also names the classes", DeprecationWarning, stacklevel=2)
+    return get_method("vanilla").save(model, tokenizer, directory)
 
 
 def _factory(plm: str, spec: TaskSpec):

@@ -18,10 +18,10 @@ from agwm_betty.experiment import (
     load_task,
     planned_runs,
     run_one,
-    save_model,
     save_search,
     summary_line,
 )
+from agwm_betty.methods import get_method
 from agwm_betty.plm import load_tokenizer
 from agwm_betty.records import RUNS_FILE, append_record, model_dir_name, read_records, run_id
 
@@ -125,8 +125,8 @@ class SweepRunner:
             return None
         record["subset_sha1"] = subset_sha1
         if exp.save_models:
-            record["model_dir"] = str(save_model(result.model, tokenizer,
-                                                 path.parent / "models" / model_dir_name(record)))
+            record["model_dir"] = str(get_method(method_name).save(
+                result.model, tokenizer, path.parent / "models" / model_dir_name(record), data.spec))
         if exp.save_alphas and result.search is not None:
             record["alphas_file"] = str(save_search(result.search, record, path.parent / "alphas"))
         append_record(path, record)

@@ -34,7 +34,8 @@ def test_it_applies_to_single_sentence_classification_only():
 
 def test_a_tiny_setfit_run_is_recorded_like_any_method(glue_dir, tmp_path):
     done = glue("--tasks", "sst2", "--n", "16", "--heldout", "24", "--seeds", "1", "--methods", "setfit",
-                "--setfit-iterations", "1", "--data-dir", str(glue_dir), "--output", str(tmp_path), "--no-progress")
+                "--setfit-iterations", "1", "--data-dir", str(glue_dir), "--output", str(tmp_path), "--no-progress",
+                "--save-models")
     assert done.returncode == 0, done.stderr[-3000:]
     (record,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert record["method"] == "setfit" and record["task"] == "sst2" and record["plm"] == "minilm"
@@ -43,6 +44,12 @@ def test_a_tiny_setfit_run_is_recorded_like_any_method(glue_dir, tmp_path):
     assert record["steps"]["finetune"] == 2  # 16 examples x 2 pairs x 1 iteration / batch 16
     assert record["hparams"]["setfit_iterations"] == 1 and record["time"]["total"] > 0
     assert set(record["diagnostics"]["library"]) == {"setfit", "sentence_transformers"}
+
+    from setfit import SetFitModel  # --save-models: setfit's own layout, which predicts the class names
+
+    saved = SetFitModel.from_pretrained(record["model_dir"])
+    assert saved.labels == ["negative", "positive"]
+    assert set(saved.predict(["a gorgeous, witty film", "a dull, lifeless mess"])) <= {"negative", "positive"}
 
 
 @pytest.mark.parametrize("task, reason", [("stsb", "regression"), ("mrpc", "sentence pairs")])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -12,7 +13,7 @@ from agwm_betty.config import TRAINING_FIELDS, Config
 from agwm_betty.curves import RunLog
 from agwm_betty.data import TaskSpec, make_loader
 from agwm_betty.metrics import compute_metrics
-from agwm_betty.mixup import HEAD_MODULES, alpha_summary
+from agwm_betty.mixup import HEAD_MODULES, alpha_summary, merge_mixup
 from agwm_betty.reuse import SavedSearch
 from agwm_betty.search import finetune_phase
 from agwm_betty.train import Hooks, predict
@@ -75,7 +76,7 @@ class RunResult:
     time: dict[str, float]
     steps: dict[str, int]
     diagnostics: dict = field(default_factory=dict)
-    model: nn.Module | None = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False)  # the final model, for `Method.save`; an nn.Module but for setfit's
     search: SavedSearch | None = field(default=None, repr=False)  # a two-phase run's, for --save-alphas
 
 
@@ -100,6 +101,14 @@ class Method:
     def check_available(self) -> None:
         """Raise ValueError (one line: what to install) when a library the method needs is missing."""
 
+    def save(self, model: Any, tokenizer: Any, directory: Path, spec: TaskSpec | None = None) -> Path:
+        """Save a run's final model where a user loads it without this package: a plain HF checkpoint,
+        mixup merged and the classes named (a PEFT adapter for prompt learning, which cannot merge)."""
+        name_labels(model, spec)
+        merge_mixup(model).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        return Path(directory)
+
     def result(self, ctx: RunContext, model: nn.Module, times: dict, steps: dict, **diagnostics) -> RunResult:
         """Evaluate `model` and package the run."""
         started = time.perf_counter()
@@ -107,6 +116,20 @@ class Method:
         times = {**times, "eval": time.perf_counter() - started}
         times["total"] = sum(times.values())
         return RunResult(metrics, metrics[ctx.spec.metric], alpha_summary(model), times, steps, diagnostics, model)
+
+
+def name_labels(model: nn.Module, spec: TaskSpec | None) -> None:
+    """Write the task's class names into the model's HF config (`id2label`, `label2id`), so that a
+    saved checkpoint and `pipeline("text-classification")` say "positive", not "LABEL_1"."""
+    from transformers import PreTrainedModel
+
+    if spec is None or spec.is_regression or not spec.label_names:
+        return
+    for module in model.modules():  # the model itself, or the HF model inside a PEFT wrapper
+        if isinstance(module, PreTrainedModel):
+            module.config.id2label = dict(enumerate(spec.label_names))
+            module.config.label2id = {name: i for i, name in enumerate(spec.label_names)}
+            return
 
 
 class FinetuneMethod(Method):

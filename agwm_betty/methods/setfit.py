@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,4 +75,12 @@ class SetFit(Method):
         diagnostics = {"library": {"setfit": setfit.__version__,
                                    "sentence_transformers": sentence_transformers.__version__},
                        "pairs": len(train) * 2 * cfg.setfit_iterations}
-        return RunResult(metrics, metrics[ctx.spec.metric], None, times, steps, diagnostics, model=None)
+        return RunResult(metrics, metrics[ctx.spec.metric], None, times, steps, diagnostics, model=model)
+
+    def save(self, model: Any, tokenizer: Any, directory: Path, spec: TaskSpec | None = None) -> Path:
+        """Save the SetFit model in setfit's own layout (body, tokenizer and the pickled head), its
+        classes named: `setfit.SetFitModel.from_pretrained(directory).predict(texts)` returns the names."""
+        if spec is not None and spec.label_names:
+            model.labels = list(spec.label_names)
+        model.save_pretrained(str(directory))
+        return Path(directory)

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from agwm_betty.config import Config
 from agwm_betty.data import tokenize
@@ -23,15 +22,10 @@ SAVED_AS_HF = [m for m in METHODS if m not in (*PROMPT_LEARNING, "setfit")]  # s
 @pytest.fixture(scope="module")
 def tiny_plm_and_data(tmp_path_factory, tokenizer) -> dict:
     """A random 2-layer BERT as a --plm directory, and a two-class dataset whose labels are words."""
-    from transformers import BertConfig, BertModel
-
-    from tiny_models import SMALL
+    from tiny_models import save_tiny_plm
 
     root = tmp_path_factory.mktemp("save")
-    torch.manual_seed(0)
-    BertModel(BertConfig(**{**SMALL, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 128})
-              ).save_pretrained(root / "plm")
-    tokenizer.save_pretrained(root / "plm")
+    save_tiny_plm(root / "plm", tokenizer)
     rows = ["text,label"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{'good' if i % 3 else 'bad'}"
                              for i in range(24)]
     (root / "train.csv").write_text("\n".join(rows) + "\n")

@@ -129,15 +129,10 @@ def test_a_failed_run_and_a_dead_worker_are_reported_and_the_other_runs_finish()
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory, tokenizer) -> dict:
     """A random 2-layer BERT saved as a --plm directory, and a 24-example dataset of our own."""
-    from transformers import BertConfig, BertModel
-
-    from tiny_models import SMALL
+    from tiny_models import save_tiny_plm
 
     root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    BertModel(BertConfig(**{**SMALL, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 128})
-              ).save_pretrained(root / "plm")
-    tokenizer.save_pretrained(root / "plm")
+    save_tiny_plm(root / "plm", tokenizer)
     rows = ["text,score"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{(i % 5) * 0.7 + 0.1:.1f}"
                              for i in range(24)]  # a regression: its correlations tell runs apart
     (root / "mine.csv").write_text("\n".join(rows) + "\n")

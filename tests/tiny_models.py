@@ -54,3 +54,14 @@ def tiny_batch(arch: str = "bert", batch: int = 3, length: int = 9, seed: int = 
     ids = torch.randint(3, 100, (batch, length), generator=g)
     ids[:, -1] = 2
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def save_tiny_plm(directory, tokenizer, seed: int = 0) -> str:
+    """A random 2-layer BERT with `tokenizer`'s vocabulary saved as a --plm directory; its path."""
+    from transformers import BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(**{**SMALL, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 128})
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)

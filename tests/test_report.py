@@ -237,6 +237,31 @@ def test_degenerate_count_is_nan_for_tasks_without_chance(tmp_path):
     assert report.summary_table(df)["degenerate"].isna().all()
 
 
+def test_a_task_is_informative_when_some_arm_learns_it_five_points_above_chance(df):
+    table = report.informative_table(df).set_index(["n", "task"])
+    cola = table.loc[(300, "cola")]
+    assert cola["best"] == "agwm" and cola["chance"] == 0.0
+    assert cola["best_mean"] == pytest.approx(np.mean(METRICS[(300, "cola", "agwm", None)])) and cola["informative"]
+    rte_chance = 100 * 146 / 277
+    for above, informative in ((4.99, False), (5.0, True)):
+        near = df.copy()
+        near.loc[near["task"] == "rte", "metric"] = rte_chance + above  # every arm, every seed
+        row_ = report.informative_table(near).set_index(["n", "task"]).loc[(300, "rte")]
+        assert row_["margin"] == pytest.approx(above) and row_["informative"] == informative
+    assert report.INFORMATIVE_MARGIN == 5.0
+
+
+def test_the_report_names_the_informative_tasks_of_each_n(runs_file, tmp_path):
+    recs = [{**r, "metric": 53.0} if r["task"] == "rte" and r["n"] == 300 else r for r in records()]
+    written = report.write_report([write_jsonl(tmp_path / "runs.jsonl", recs)], tmp_path / "out")
+    md = (tmp_path / "out" / "tables.md").read_text(encoding="utf-8")
+    n300 = md[md.index("### n = 300"):md.index("### n = 1000")]
+    assert "**Informative** (some arm's mean at least 5 points above chance): CoLA (agwm +41.7" in n300
+    assert "Not informative: RTE (" in n300 and "+0.3 over chance 52.7)" in n300
+    assert "Not informative" not in md[md.index("### n = 1000"):]
+    assert (tmp_path / "out" / "informative.csv") in written
+
+
 def test_mixed_plms_must_be_split_before_summarising(df):
     mixed = df.copy()
     mixed.loc[mixed.index[0], "plm"] = "bert-large"

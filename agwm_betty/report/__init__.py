@@ -58,8 +58,10 @@ from agwm_betty.report.stats import (
     CHANCE,
     CHANCE_TOL,
     DEFAULT_METRIC,
+    INFORMATIVE_MARGIN,
     RECORD_CHANCE_TOL,
     chance_level,
+    informative_table,
     is_degenerate,
     paired_differences,
     paired_p,
@@ -79,10 +81,11 @@ from agwm_betty.report.tables import (
 )
 
 __all__ = [
-    "ABLATION_METHODS", "CHANCE", "CHANCE_TOL", "DEFAULT_METRIC", "LEGEND", "METHOD_ORDER", "PAPER",
+    "ABLATION_METHODS", "CHANCE", "CHANCE_TOL", "DEFAULT_METRIC", "INFORMATIVE_MARGIN", "LEGEND", "METHOD_ORDER",
+    "PAPER",
     "PATTERNS", "RECORD_CHANCE_TOL", "REQUIRED", "SIGNAL_KEYS", "TASK_NAMES", "ablation_table",
     "alpha_pattern_table", "average_table", "chance_level", "curve_runs", "curves_section", "figure",
-    "file_label", "fmt_p", "fmt_paper", "is_degenerate", "label_key", "layer_key", "load_records",
+    "file_label", "fmt_p", "fmt_paper", "informative_table", "is_degenerate", "label_key", "layer_key", "load_records",
     "load_runs", "markdown_to_html", "method_label", "n_name", "outer_level_section", "outer_level_table",
     "pair_by_seed", "paired_differences", "paired_p", "paired_summary", "pattern_correlations",
     "plot_alpha_curves", "plot_alpha_hist", "plot_alpha_layers", "plot_loss_curves", "plot_metric_boxes",

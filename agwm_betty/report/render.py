@@ -10,9 +10,15 @@ import pandas as pd
 from agwm_betty.report.alpha import alpha_pattern_table, signal_table
 from agwm_betty.report.curves import curve_runs, curves_section, outer_level_section
 from agwm_betty.report.figures import plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal
-from agwm_betty.report.names import file_label, label_key, n_name
+from agwm_betty.report.names import file_label, label_key, n_name, task_name
 from agwm_betty.report.records import load_runs
-from agwm_betty.report.stats import paired_differences, relative_cost, summary_table
+from agwm_betty.report.stats import (
+    INFORMATIVE_MARGIN,
+    informative_table,
+    paired_differences,
+    relative_cost,
+    summary_table,
+)
 from agwm_betty.report.tables import PAPER, ablation_table, average_table, fmt_p, task_table, to_markdown
 
 LEGEND = (
@@ -37,8 +43,11 @@ def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str,
         written.append(out / f"{prefix}{name}")
 
     save_csv(summary_table(df), "summary.csv", index=False)
+    informative = informative_table(df)
+    save_csv(informative, "informative.csv", index=False)
     for n in sorted(df["n"].unique()):
         md.append(f"### n = {n_name(n)}\n")
+        md += [_informative_line(informative[informative["n"] == n]), ""]
         table = task_table(df, n)
         md += ["#### Methods per task\n", to_markdown(table), ""]
         save_csv(table, f"table_n{n_name(n)}.csv")
@@ -89,6 +98,21 @@ def _report_one(df: pd.DataFrame, curves: pd.DataFrame, out: Path, prefix: str,
             md += [f"![{name[:-4]}]({made.name})", ""]
     section, files = curves_section(curves, out, prefix)
     return md + section, written + files
+
+
+def _informative_line(table: pd.DataFrame) -> str:
+    """One sentence naming the tasks that tell methods apart at this n, the informative ones first."""
+    def cell(row) -> str:
+        if pd.isna(row.margin):
+            return f"{task_name(row.task)} (chance unknown)"
+        return f"{task_name(row.task)} ({row.best} {row.margin:+.1f} over chance {row.chance:.1f})"
+
+    rows = list(table.itertuples())
+    said = [f"**Informative** (some arm's mean at least {INFORMATIVE_MARGIN:g} points above chance): "
+            + (", ".join(cell(r) for r in rows if r.informative) or "none") + "."]
+    if any(not r.informative for r in rows):
+        said.append("Not informative: " + ", ".join(cell(r) for r in rows if not r.informative) + ".")
+    return " ".join(said)
 
 
 def render_report(df: pd.DataFrame, out_dir: str | Path,

@@ -37,6 +37,8 @@ def test_a_tiny_setfit_run_is_recorded_like_any_method(glue_dir, tmp_path):
                 "--setfit-iterations", "1", "--data-dir", str(glue_dir), "--output", str(tmp_path), "--no-progress",
                 "--save-models")
     assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout + done.stderr  # --no-progress: setfit's banners, bars and CPU warnings are off too
+    assert not any(noise in said for noise in ("Running training", "Loading weights", "pin_memory", "it/s]"))
     (record,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert record["method"] == "setfit" and record["task"] == "sst2" and record["plm"] == "minilm"
     assert record["num_train"] == 16 and record["num_eval"] == 24 and record["eval_split"] == "heldout24"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,15 @@ class SetFit(Method):
             raise ValueError("setfit needs the untokenised examples and the PLM's path in its RunContext")
         cfg, text = ctx.cfg, ctx.spec.text_columns[0]
         train = Dataset.from_dict({"text": ctx.raw_train[text], "label": ctx.raw_train["label"]})
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the body's "Loading weights" bar, off as in plm.load_plm
+        if not cfg.progress:  # importing setfit.trainer turns its logger to INFO: a banner per run
+            setfit.logging.set_verbosity_warning()
         started = time.perf_counter()
         model = setfit.SetFitModel.from_pretrained(ctx.plm_path, local_files_only=True)
-        with tempfile.TemporaryDirectory() as scratch:  # SetFit's own checkpoints: none kept
+        with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():  # SetFit's checkpoints: none kept
+            warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true")  # a CPU's DataLoader
             args = setfit.TrainingArguments(
                 output_dir=scratch, batch_size=cfg.batch_size, num_iterations=cfg.setfit_iterations,
                 num_epochs=cfg.setfit_epochs, body_learning_rate=cfg.setfit_body_lr, max_length=cfg.max_length,

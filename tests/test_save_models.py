@@ -86,3 +86,14 @@ def test_prompt_learning_is_saved_as_a_peft_adapter_that_scores_its_record(
     runnable.config = model.config
     accuracy = dev_accuracy(runnable, AutoTokenizer.from_pretrained(directory), tiny_plm_and_data["dev"])
     assert accuracy == pytest.approx(record["metric"], abs=1e-9)
+
+
+def test_the_old_save_model_still_saves_and_says_it_is_deprecated(tmp_path, tokenizer):
+    from transformers import AutoModelForSequenceClassification
+
+    from agwm_betty.experiment import save_model
+    from tiny_models import tiny_model
+
+    with pytest.warns(DeprecationWarning, match="Method.save|get_method"):
+        directory = save_model(tiny_model(), tokenizer, tmp_path / "old")
+    assert AutoModelForSequenceClassification.from_pretrained(directory).config.id2label == {0: "LABEL_0", 1: "LABEL_1"}

@@ -81,15 +81,14 @@ from agwm_betty.report.tables import (
 )
 
 __all__ = [
-    "ABLATION_METHODS", "CHANCE", "CHANCE_TOL", "DEFAULT_METRIC", "INFORMATIVE_MARGIN", "LEGEND", "METHOD_ORDER",
-    "PAPER",
-    "PATTERNS", "RECORD_CHANCE_TOL", "REQUIRED", "SIGNAL_KEYS", "TASK_NAMES", "ablation_table",
-    "alpha_pattern_table", "average_table", "chance_level", "curve_runs", "curves_section", "figure",
-    "file_label", "fmt_p", "fmt_paper", "informative_table", "is_degenerate", "label_key", "layer_key", "load_records",
-    "load_runs", "markdown_to_html", "method_label", "n_name", "outer_level_section", "outer_level_table",
-    "pair_by_seed", "paired_differences", "paired_p", "paired_summary", "pattern_correlations",
-    "plot_alpha_curves", "plot_alpha_hist", "plot_alpha_layers", "plot_loss_curves", "plot_metric_boxes",
-    "plot_signal", "read_records", "relative_cost", "render_report", "select", "signal_runs", "signal_table",
-    "summary_table", "task_key", "task_name", "task_table", "to_markdown", "welch_p", "write_html",
-    "write_report",
+    "ABLATION_METHODS", "CHANCE", "CHANCE_TOL", "DEFAULT_METRIC", "INFORMATIVE_MARGIN", "LEGEND",
+    "METHOD_ORDER", "PAPER", "PATTERNS", "RECORD_CHANCE_TOL", "REQUIRED", "SIGNAL_KEYS", "TASK_NAMES",
+    "ablation_table", "alpha_pattern_table", "average_table", "chance_level", "curve_runs", "curves_section",
+    "figure", "file_label", "fmt_p", "fmt_paper", "informative_table", "is_degenerate", "label_key",
+    "layer_key", "load_records", "load_runs", "markdown_to_html", "method_label", "n_name",
+    "outer_level_section", "outer_level_table", "pair_by_seed", "paired_differences", "paired_p",
+    "paired_summary", "pattern_correlations", "plot_alpha_curves", "plot_alpha_hist", "plot_alpha_layers",
+    "plot_loss_curves", "plot_metric_boxes", "plot_signal", "read_records", "relative_cost", "render_report",
+    "select", "signal_runs", "signal_table", "summary_table", "task_key", "task_name", "task_table",
+    "to_markdown", "welch_p", "write_html", "write_report",
 ]

@@ -54,9 +54,8 @@ def chance_level(task: str, metric_name: str | None = None) -> float | None:
 
 def is_degenerate(record: Mapping[str, Any]) -> bool | None:
     """Whether a run scored at or below chance (a NaN metric counts); None if chance is unknown."""
-    own = record.get("chance")
-    tol = CHANCE_TOL if own is None or (isinstance(own, float) and math.isnan(own)) else RECORD_CHANCE_TOL
-    chance = _chance(record)
+    own = _own_chance(record)
+    chance, tol = (own, RECORD_CHANCE_TOL) if own is not None else (_chance(record), CHANCE_TOL)
     if chance is None:
         return None
     metric = math.nan if record.get("metric") is None else float(record["metric"])
@@ -140,11 +139,17 @@ def informative_table(df: pd.DataFrame, margin: float = INFORMATIVE_MARGIN) -> p
     return out.iloc[order].reset_index(drop=True)
 
 
+def _own_chance(record: Mapping[str, Any]) -> float | None:
+    """The chance level the record's producer computed from its evaluation set (None if absent)."""
+    chance = record.get("chance")
+    return None if chance is None or (isinstance(chance, float) and math.isnan(chance)) else float(chance)
+
+
 def _chance(record: Mapping[str, Any]) -> float | None:
     """A record's own chance level, else the task's known dev-set level (None if neither)."""
-    chance = record.get("chance")
-    if chance is not None and not (isinstance(chance, float) and math.isnan(chance)):
-        return float(chance)
+    own = _own_chance(record)
+    if own is not None:
+        return own
     metric_name = record.get("metric_name")
     return chance_level(record["task"], metric_name if isinstance(metric_name, str) else None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import runpy
 import subprocess
 import sys
 import warnings
@@ -307,6 +308,61 @@ def test_paper_columns_are_separate_and_hold_the_papers_numbers(df):
 def test_no_paper_columns_where_the_paper_has_no_numbers(df):
     table = report.task_table(df[df.n == 300].assign(n=100), 100)
     assert not any(c.startswith("paper") for c in table.columns)
+
+
+def two_scales(df):
+    """The hand-made grid as a small PLM, and a 'large' one that scores 10 more on every run and
+    never ran RTE: two scales whose rows must stay apart."""
+    large = df[df.task == "cola"].assign(metric=lambda d: d.metric + 10.0, plm="large")
+    return {"small": df, "large": large}
+
+
+def scale_row(table, scale, method):
+    hit = table[(table.index == scale) & (table.method == method)]
+    assert len(hit) == 1
+    return hit.iloc[0]
+
+
+def test_scales_table_gives_each_scale_its_own_rows_never_pooled(df):
+    table = report.scales_table(two_scales(df), 300, ["cola", "rte"], ["vanilla", "agwm"])
+    cola = METRICS[300, "cola", "agwm", None]
+    assert scale_row(table, "small", "agwm")["CoLA"] == f"{np.mean(cola):.2f} ± {np.std(cola, ddof=1):.2f}"
+    assert scale_row(table, "large", "agwm")["CoLA"] == f"{np.mean(cola) + 10:.2f} ± {np.std(cola, ddof=1):.2f}"
+    # The large scale never ran RTE: a dash, and its average says over how many tasks.
+    assert scale_row(table, "large", "agwm")["RTE"] == "—"
+    assert scale_row(table, "large", "agwm")["Average"].endswith("(1/2 tasks)")
+    assert scale_row(table, "small", "vanilla")["seeds"] == "4"
+    assert list(dict.fromkeys(table.index)) == ["small", "large", "paper BERT-large"]
+
+
+def test_scales_table_pairs_agwm_with_the_reference_seed_by_seed(df):
+    table = report.scales_table(two_scales(df), 300, ["cola", "rte"], ["vanilla", "agwm"], reference="vanilla")
+    paired = report.paired_differences(df[df.n == 300], "agwm", "vanilla").set_index("task")
+    row = scale_row(table, "small", "agwm − vanilla")
+    cola = paired.loc["cola"]
+    assert row["CoLA"] == (f"{cola.mean_difference:+.2f} ({int(cola.wins)}/{int(cola.seeds)}, "
+                           f"p {report.fmt_p(cola.p)})")
+    assert row["Average"] == f"{paired.mean_difference.mean():+.2f}"
+    # Without RTE at the large scale there is no paired average to give.
+    assert scale_row(table, "large", "agwm − vanilla")["Average"] == "—"
+
+
+def test_scales_table_puts_the_papers_numbers_in_rows_of_their_own(df):
+    table = report.scales_table(two_scales(df), 300, ["cola", "rte"],
+                                ["vanilla", "random-alpha (σ=0.1)", "agwm"])
+    paper = table[table.index == report.PAPER]
+    assert list(paper.method) == ["vanilla", "agwm"]  # the paper has no random-alpha at n = 300
+    assert scale_row(table, report.PAPER, "agwm")["CoLA"] == "41.81 ± 5.57"
+
+
+def test_scales_script_writes_the_table_it_prints(runs_file, tmp_path, capsys):
+    main = runpy.run_path(str(REPO / "results" / "scales.py"), run_name="imported")["main"]
+    out = tmp_path / "scales.md"
+    assert main(["--scale", f"small={runs_file}", "--tasks", "cola,rte", "--seeds", "0-1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed in out.read_text(encoding="utf-8")
+    cola = METRICS[300, "cola", "vanilla", None][:2]
+    assert f"{np.mean(cola):.2f} ± {np.std(cola, ddof=1):.2f}" in printed
 
 
 def test_average_table_has_a_row_per_n_and_a_column_per_method(df):

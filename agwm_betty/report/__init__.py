@@ -76,6 +76,7 @@ from agwm_betty.report.tables import (
     average_table,
     fmt_p,
     fmt_paper,
+    scales_table,
     task_table,
     to_markdown,
 )
@@ -89,6 +90,6 @@ __all__ = [
     "outer_level_section", "outer_level_table", "pair_by_seed", "paired_differences", "paired_p",
     "paired_summary", "pattern_correlations", "plot_alpha_curves", "plot_alpha_hist", "plot_alpha_layers",
     "plot_loss_curves", "plot_metric_boxes", "plot_signal", "read_records", "relative_cost", "render_report",
-    "select", "signal_runs", "signal_table", "summary_table", "task_key", "task_name", "task_table",
+    "scales_table", "select", "signal_runs", "signal_table", "summary_table", "task_key", "task_name", "task_table",
     "to_markdown", "welch_p", "write_html", "write_report",
 ]

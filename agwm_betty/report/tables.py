@@ -3,14 +3,14 @@ paper's own numbers, and their markdown."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from agwm_betty.paper_tables import paper_average, paper_value
 from agwm_betty.report.names import ABLATION_METHODS, label_key, n_name, task_key, task_name
-from agwm_betty.report.stats import summary_table
+from agwm_betty.report.stats import paired_differences, summary_table
 
 PAPER = "paper BERT-large"
 
@@ -105,6 +105,50 @@ def average_table(df: pd.DataFrame) -> pd.DataFrame:
         index.append(n_name(n))
     table = pd.DataFrame(rows, index=pd.Index(index, name="n"))
     return _drop_empty_paper_columns(table.fillna("—"))
+
+
+def scales_table(scales: Mapping[str, pd.DataFrame], n: int, tasks: Sequence[str], labels: Sequence[str],
+                 reference: str = "vanilla-matched") -> pd.DataFrame:
+    """One grid at several model scales, side by side and never pooled: per scale (one PLM's runs
+    each), a row per method with 'mean ± std' per task, the Average and the seeds, then agwm's
+    paired-by-seed difference to `reference` ('+d (wins/seeds, p)'); the paper's BERT-large rows
+    last, where the paper has a number."""
+    columns = [task_name(t) for t in tasks]
+    rows, index = [], []
+    for scale, df in scales.items():
+        at_n = df[(df["n"] == n) & df["task"].isin(list(tasks))]
+        summary = summary_table(at_n).set_index(["task", "label"])
+        for label in labels:
+            cells = [summary.loc[t, label] if (t, label) in summary.index else None for t in tasks]
+            found = [c for c in cells if c is not None]
+            if not found:
+                continue
+            counts = sorted({int(c["count"]) for c in found})
+            average = _fmt_average(pd.DataFrame(found), len(tasks))
+            rows.append({"method": label, **{col: "—" if c is None else _fmt(c["mean"], c["std"])
+                                             for col, c in zip(columns, cells, strict=True)},
+                         "Average": average, "seeds": "/".join(map(str, counts))})
+            index.append(scale)
+        paired = paired_differences(at_n, "agwm", reference).set_index("task")
+        if not paired.empty:
+            row = {"method": f"agwm − {reference}"}
+            for col, t in zip(columns, tasks, strict=True):
+                row[col] = ("—" if t not in paired.index else
+                            f"{paired.loc[t, 'mean_difference']:+.2f} ({int(paired.loc[t, 'wins'])}/"
+                            f"{int(paired.loc[t, 'seeds'])}, p {fmt_p(paired.loc[t, 'p'])})")
+            both = paired.reindex(list(tasks))["mean_difference"]
+            row["Average"] = f"{both.mean():+.2f}" if both.notna().all() else "—"
+            row["seeds"] = "paired"
+            rows.append(row)
+            index.append(scale)
+    for label in labels:
+        cells = [paper_value(t, n, label) for t in tasks]
+        if any(c is not None for c in cells):
+            rows.append({"method": label, **{col: fmt_paper(c) for col, c in zip(columns, cells, strict=True)},
+                         "Average": fmt_paper(paper_average(list(tasks), n, label)), "seeds": "10"})
+            index.append(PAPER)
+    return pd.DataFrame(rows, index=pd.Index(index, name="scale"),
+                        columns=["method", *columns, "Average", "seeds"])
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -56,6 +56,7 @@ class Experiment:
     cfg: Config = field(default_factory=Config)
     workers: int = 1  # processes running the runs at once, pinned round-robin to the visible GPUs
     shard: tuple[int, int] | None = None  # (I, N): only shard I (0-based) of N of the runs (workers.shard)
+    runs_per_worker: int | None = None  # a fresh worker process after this many runs (bounds memory growth)
 
     def validate(self) -> Experiment:
         """Check names and values before any data or model is loaded (ValueError with the choices)."""
@@ -86,8 +87,11 @@ class Experiment:
             raise ValueError(f"--workers must be an integer >= 1, got {self.workers!r}")
         if self.shard is not None:
             workers.check_shard(*self.shard)
-        if self.workers > 1 and distributed.launched():
-            raise ValueError("--workers starts its own processes: under torchrun, leave it at 1")
+        fresh = self.runs_per_worker
+        if fresh is not None and not (isinstance(fresh, int) and fresh >= 1):
+            raise ValueError(f"--runs-per-worker must be an integer >= 1, got {self.runs_per_worker!r}")
+        if (self.workers > 1 or self.runs_per_worker is not None) and distributed.launched():
+            raise ValueError("--workers and --runs-per-worker start their own processes: not under torchrun")
         if self.workers > 1 and self.cfg.device.startswith("cuda:"):
             raise ValueError(f"--device {self.cfg.device} puts every run on one GPU: with --workers, leave "
                              "--device empty (or 'cuda') and set CUDA_VISIBLE_DEVICES to choose the GPUs")

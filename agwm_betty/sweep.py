@@ -66,7 +66,7 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
     if not plan:
         return []
     tokenizer = load_tokenizer(exp.plm)  # an unknown --plm fails here, before any run
-    if exp.workers > 1:
+    if exp.workers > 1 or exp.runs_per_worker is not None:
         return _run_in_workers(exp, plan, log)
     runner = SweepRunner(exp, keep_tasks=exp.shard is not None, tokenizer=tokenizer)
     new_records = []
@@ -134,13 +134,15 @@ class SweepRunner:
 
 
 def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> list[dict]:
-    """`plan` in `exp.workers` processes (`workers.run_pool`), each recording its own runs under
+    """`plan` in `exp.workers` processes (`workers.run_pool`, each replaced by a fresh one after
+    `exp.runs_per_worker` runs where that is set), each recording its own runs under
     runs.jsonl's lock; a progress bar over the runs here, failures reported as they happen."""
     gpus = [] if exp.cfg.device == "cpu" else workers.visible_gpus()
     threads = workers.threads_per_worker(exp.workers)
     count = min(exp.workers, len(plan))
     where = f"GPUs {','.join(gpus)}, round-robin" if gpus else f"CPU, {threads} torch thread(s) each"
-    log(f"{len(plan)} run(s) in {count} worker processes ({where})")
+    fresh = f", a fresh one every {exp.runs_per_worker} run(s)" if exp.runs_per_worker else ""
+    log(f"{len(plan)} run(s) in {count} worker processes ({where}{fresh})")
     child = dataclasses.replace(exp, workers=1, shard=None, cfg=dataclasses.replace(exp.cfg, progress=False))
     records, failures = [], []
     bar = tqdm(total=len(plan), desc="sweep", unit="run", disable=not exp.cfg.progress, dynamic_ncols=True)
@@ -159,7 +161,7 @@ def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> l
 
     with bar:
         workers.run_pool(SweepRunner(child, keep_tasks=True), plan, exp.workers, gpus=gpus, threads=threads,
-                         on_done=done, on_failed=failed)
+                         on_done=done, on_failed=failed, runs_per_worker=exp.runs_per_worker)
     if failures:
         listed = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
         raise SweepError(f"{len(failures)} of {len(plan)} run(s) failed ({listed}); the {len(records)} others "

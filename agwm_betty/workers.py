@@ -74,7 +74,7 @@ def threads_per_worker(workers: int) -> int:
 
 def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpus: Sequence[str] = (),
              threads: int = 1, on_done: Callable[[Job, object], None] | None = None,
-             on_failed: Callable[[Job, str], None] | None = None) -> None:
+             on_failed: Callable[[Job, str], None] | None = None, runs_per_worker: int | None = None) -> None:
     """Call `fn(job)` for every job in `workers` spawned processes, taking the jobs in list order.
 
     Worker i sees only GPU `gpus[i % len(gpus)]` (CUDA_VISIBLE_DEVICES, set before CUDA starts);
@@ -83,7 +83,9 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     `on_done(job, result)` and `on_failed(job, error text)` are called in this process as jobs
     end. A job that raises is reported and the worker goes on; a worker that dies (killed, out of
     memory) fails its job in flight and the others go on; jobs left when no worker is alive
-    fail as not run. An interrupt here terminates the workers."""
+    fail as not run. With `runs_per_worker`, a worker retires after that many jobs and a fresh
+    process (same GPU) takes its place: memory a process keeps growing across runs (the allocator's
+    fragmentation) is then given back. An interrupt here terminates the workers."""
     if not jobs:
         return
     on_done = on_done or (lambda job, result: None)
@@ -95,11 +97,23 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     count = min(workers, len(jobs))
     for _ in range(count):
         todo.put(None)
-    pipes = [ctx.Pipe(duplex=False) for _ in range(count)]  # (read end here, write end in worker i)
-    procs = [ctx.Process(target=_work, args=(fn, todo, pipes[i][1], gpus[i % len(gpus)] if gpus else None, threads),
-                         name=f"sweep-worker-{i}") for i in range(count)]
-    in_flight: dict[int, int] = {}  # worker -> position of its job
+    started: list = []  # every process, for the cleanup
+    procs: dict[int, mp.process.BaseProcess] = {}  # worker slot -> its current process
+    open_ends: dict[connection.Connection, int] = {}  # read end here -> worker slot
+    in_flight: dict[int, int] = {}  # worker slot -> position of its job
+    retiring: set[int] = set()  # slots whose process said it takes no more jobs
     settled: set[int] = set()
+
+    def start(slot: int) -> None:
+        read_end, write_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_work, name=f"sweep-worker-{slot}",
+                           args=(fn, todo, write_end, gpus[slot % len(gpus)] if gpus else None, threads,
+                                 runs_per_worker))
+        started.append(proc)
+        procs[slot] = proc
+        proc.start()
+        write_end.close()  # the worker holds the only write end: its exit ends the pipe here
+        open_ends[read_end] = slot
 
     def settle(position: int, error: str | None, result: object = None) -> None:
         settled.add(position)
@@ -109,24 +123,27 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
             on_failed(jobs[position], error)
 
     try:
-        for proc, (_, write_end) in zip(procs, pipes, strict=True):
-            proc.start()
-            write_end.close()  # the worker holds the only write end: its exit ends the pipe here
-        open_ends = {read_end: i for i, (read_end, _) in enumerate(pipes)}
+        for slot in range(count):
+            start(slot)
         while open_ends:
             for read_end in connection.wait(list(open_ends)):
                 worker = open_ends[read_end]
                 try:
                     kind, position, payload = read_end.recv()
-                except EOFError:  # the worker exited: after its end marker, or killed mid-run
+                except EOFError:  # the worker exited: after its end marker, retired, or killed mid-run
                     del open_ends[read_end]
                     procs[worker].join()
                     if worker in in_flight:
-                        settle(in_flight.pop(worker), f"its worker process exited with code "
+                        settle(in_flight.pop(worker), "its worker process exited with code "
                                                       f"{procs[worker].exitcode} (killed, or out of memory?)")
+                    elif worker in retiring:  # it left the end marker it would have taken to its successor
+                        retiring.discard(worker)
+                        start(worker)
                     continue
                 if kind == "start":
                     in_flight[worker] = position
+                elif kind == "retire":
+                    retiring.add(worker)
                 else:
                     del in_flight[worker]
                     settle(position, payload if kind == "failed" else None, payload)
@@ -134,15 +151,16 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
             if position not in settled:
                 settle(position, "not run: no worker process was left to run it")
     finally:
-        for proc in procs:
-            if proc.pid is not None:  # started
-                if proc.is_alive():
-                    proc.terminate()
-                proc.join()
+        for proc in started:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
 
 
-def _work(fn: Callable, todo, results: connection.Connection, gpu: str | None, threads: int) -> None:
-    """A worker process: pin to `gpu` (or hide every GPU), then run jobs until the end marker."""
+def _work(fn: Callable, todo, results: connection.Connection, gpu: str | None, threads: int,
+          runs_per_worker: int | None = None) -> None:
+    """A worker process: pin to `gpu` (or hide every GPU), then run jobs until the end marker, or
+    until it has run `runs_per_worker` of them (then it says it retires and exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
     os.environ["CUDA_VISIBLE_DEVICES"] = "" if gpu is None else gpu
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -150,6 +168,7 @@ def _work(fn: Callable, todo, results: connection.Connection, gpu: str | None, t
 
     torch.set_num_threads(threads)
     parent = os.getppid()
+    ran = 0
     for position, job in iter(todo.get, None):
         if os.getppid() != parent:  # the sweep was killed: take no new job
             return
@@ -159,3 +178,7 @@ def _work(fn: Callable, todo, results: connection.Connection, gpu: str | None, t
         except Exception as err:
             detail = traceback.format_exc(limit=-8)
             results.send(("failed", position, f"{type(err).__name__}: {err}\n{detail}"))
+        ran += 1
+        if runs_per_worker is not None and ran >= runs_per_worker:
+            results.send(("retire", -1, None))
+            return

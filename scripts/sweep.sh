@@ -16,12 +16,14 @@
 # own (.sweeps/<DIR's name>, git-ignored): editing or checking out this tree meanwhile changes
 # nothing in it. Its log is DIR/sweep.log. WORKERS (default 1) processes of THREADS torch threads
 # each (default 1); one worker keeps glue.py's seed-major order through --shard 0/1 (the whole
-# list dealt to one shard), so a cut sweep leaves whole paired seeds. TINY=1 is passed to the plan,
-# for a rehearsal of its plumbing into a scratch OUT_DIR.
+# list dealt to one shard), so a cut sweep leaves whole paired seeds. Each worker process runs
+# RUNS_PER_WORKER runs (default 1) and a fresh one takes over (`glue.py --runs-per-worker`): a process
+# that runs many MPNet-base runs grows to 13-17 GiB and two of them no longer fit in 24 GiB.
+# TINY=1 is passed to the plan, for a rehearsal of its plumbing into a scratch OUT_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 command=${1:-} dir=${2:-}
 if [ -z "$command" ] || [ -z "$dir" ]; then usage; [ -z "$command" ] && exit 0 || exit 2; fi
 [ -f "$dir/plan.sh" ] || { echo "sweep.sh: $dir/plan.sh: no such plan" >&2; exit 2; }
@@ -68,6 +70,7 @@ case "$command" in
     WORKERS=${WORKERS:-1} THREADS=${THREADS:-1}
     export OMP_NUM_THREADS=$THREADS TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
     POOL="--workers $WORKERS"; [ "$WORKERS" = 1 ] && POOL="--workers 1 --shard 0/1"
+    POOL="$POOL --runs-per-worker ${RUNS_PER_WORKER:-1}"  # a fresh process a run: memory does not pile up
     stamp() { date -u +%FT%TZ; }
     glue() {  # glue ARGS...: one glue.py, stopped at the time limit; a cut ends the sweep (exit 0)
       local left=$((END - $(date +%s))) rc

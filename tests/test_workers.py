@@ -59,6 +59,7 @@ def test_one_process_keeps_task_major_order_and_workers_or_shards_go_seed_by_see
 @pytest.mark.parametrize("flag, value, message", [
     ("--workers", "0", "--workers takes an integer >= 1"),
     ("--workers", "two", "--workers takes an integer >= 1"),
+    ("--runs-per-worker", "0", "--runs-per-worker takes an integer >= 1"),
     ("--shard", "2/2", "0 <= I < N"),
     ("--shard", "-1/2", "0 <= I < N"),
     ("--shard", "0/0", "0 <= I < N"),
@@ -78,15 +79,17 @@ def test_bad_workers_or_shard_is_one_line_and_exit_2(flag, value, message, capsy
 def test_the_flags_reach_the_experiment():
     from agwm_betty.cli.glue import build_parser, experiment_from_args
 
-    exp = experiment_from_args(build_parser().parse_args(["--workers", "3", "--shard", "1/4"]))
-    assert (exp.workers, exp.shard) == (3, (1, 4))
+    flags = ["--workers", "3", "--shard", "1/4", "--runs-per-worker", "2"]
+    exp = experiment_from_args(build_parser().parse_args(flags))
+    assert (exp.workers, exp.shard, exp.runs_per_worker) == (3, (1, 4), 2)
     exp = experiment_from_args(build_parser().parse_args([]))
-    assert (exp.workers, exp.shard) == (1, None)
+    assert (exp.workers, exp.shard, exp.runs_per_worker) == (1, None, None)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(workers=0), "--workers must be an integer >= 1"),
     (dict(shard=(3, 3)), "0 <= I < N"),
+    (dict(runs_per_worker=0), "--runs-per-worker must be an integer >= 1"),
     (dict(workers=2, cfg=Config(device="cuda:1")), "--device cuda:1 puts every run on one GPU"),
 ])
 def test_the_api_refuses_the_same_values(kwargs, message):
@@ -124,6 +127,34 @@ def test_a_failed_run_and_a_dead_worker_are_reported_and_the_other_runs_finish()
     assert "exited with code 3" in failed["die"]
     assert {gpu for _, gpu, _ in done.values()} <= {"7", "9"}  # each worker sees only its GPU
     assert {threads for _, _, threads in done.values()} == {1}
+
+
+def pid_of_a_worker(job):
+    """A pool job that says which process ran it."""
+    return job, os.getpid()
+
+
+@pytest.mark.parametrize("runs_per_worker", [1, 2])
+def test_a_worker_retires_after_its_runs_and_a_fresh_process_takes_its_place(runs_per_worker):
+    done = {}
+    jobs = list("abcdefg")
+    workers.run_pool(pid_of_a_worker, jobs, 2, on_done=done.__setitem__, runs_per_worker=runs_per_worker)
+    assert sorted(done) == jobs  # every run, once
+    pids = [pid for _, pid in done.values()]
+    runs_in = {pid: pids.count(pid) for pid in pids}
+    assert max(runs_in.values()) == runs_per_worker  # no process ran more than its share
+    assert len(runs_in) >= -(-len(jobs) // runs_per_worker)
+    kept = {}
+    workers.run_pool(pid_of_a_worker, jobs, 2, on_done=kept.__setitem__)
+    assert len({pid for _, pid in kept.values()}) <= 2  # without it, two processes run everything
+
+
+def test_a_failed_or_dying_run_in_a_retiring_pool_leaves_the_other_runs_to_fresh_workers():
+    done, failed = {}, {}
+    jobs = ["a", "boom", "die", "b", "c", "d"]
+    workers.run_pool(job_in_a_worker, jobs, 2, threads=1, on_done=done.__setitem__,
+                     on_failed=failed.__setitem__, runs_per_worker=1)
+    assert set(done) == {"a", "b", "c", "d"} and set(failed) == {"boom", "die"}
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +197,19 @@ def test_two_workers_and_two_shards_record_what_one_process_records(tiny_sweep, 
     assert "2 run(s) in 2 worker processes (CPU, 1 torch thread(s) each)" in said
     parallel = by_run(tmp_path / "workers")
 
-    for name, other in (("shards", shards), ("workers", parallel)):
+    run_sweep(tiny(tiny_sweep, tmp_path / "fresh", runs_per_worker=1), log=said.append)
+    assert any(line.startswith("2 run(s) in 1 worker processes") and "a fresh one every 1 run(s)" in line
+               for line in said)
+    fresh = by_run(tmp_path / "fresh")
+
+    for name, other in (("shards", shards), ("workers", parallel), ("fresh workers", fresh)):
         assert other.keys() == one.keys(), name
         for key, record in one.items():
             assert other[key]["metrics"] == record["metrics"], (name, key)
             assert other[key]["alphas"] == record["alphas"], (name, key)
 
 
-def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed=None):
+def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed=None, runs_per_worker=None):
     """`workers.run_pool`'s contract without spawning (the pool itself is tested above)."""
     for job in jobs:
         try:

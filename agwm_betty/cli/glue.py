@@ -37,15 +37,18 @@ def seeds_arg(value: str) -> tuple[int, ...]:
     return tuple(range(count))
 
 
-def workers_arg(value: str) -> int:
-    """'4' -> 4 worker processes (an integer >= 1)."""
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"--workers takes an integer >= 1, got {value!r}")
-    return count
+def positive_int(flag: str):
+    """An argparse type for `flag`: an integer >= 1 (e.g. '4' -> 4 worker processes)."""
+    def parse(value: str) -> int:
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"{flag} takes an integer >= 1, got {value!r}")
+        return count
+
+    return parse
 
 
 def shard_arg(value: str) -> tuple[int, int]:
@@ -104,13 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--output", type=Path, default=Path("runs"), help="folder of runs.jsonl (default ./runs)")
 
     procs = parser.add_argument_group("several processes (one runs.jsonl, resumable as one sweep)")
-    procs.add_argument("--workers", type=workers_arg, default=1, metavar="N",
+    procs.add_argument("--workers", type=positive_int("--workers"), default=1, metavar="N",
                        help="run the sweep's runs in N processes at once, taken seed by seed (seed, task, "
                             "method) so a cut sweep leaves whole paired seeds. Each process is pinned to one "
                             "visible GPU, round-robin (CUDA_VISIBLE_DEVICES picks them; N may exceed them, "
                             "several processes then share a GPU); on CPU each gets cores / N torch threads, or "
                             "$OMP_NUM_THREADS. A failed run is reported, the others go on, and the exit status "
                             "is 1. (default 1: one process, task by task)")
+    procs.add_argument("--runs-per-worker", type=positive_int("--runs-per-worker"), default=None, metavar="N",
+                       help="with --workers (1 included): a worker process runs at most N runs, then a fresh "
+                            "one takes its place. A process's memory grows across runs (the allocator keeps "
+                            "what it freed, fragmented): on a long CPU sweep of a 110M PLM two workers grew to "
+                            "13 and 17 GiB and one was killed for memory. 1 costs a process start and a task "
+                            "load a run (seconds). (default: a worker runs its share of the sweep)")
     procs.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
                        help="run only shard I of N of the sweep, I 0-based (0 .. N-1), e.g. --shard "
                             "$SLURM_ARRAY_TASK_ID/8 in a job array --array=0-7. The seed-major run list is "
@@ -176,7 +185,7 @@ def experiment_from_args(args: argparse.Namespace):
                       seeds=args.seeds, output=args.output, data_dir=args.data_dir, custom=custom,
                       heldout=args.heldout, save_models=args.save_models, save_alphas=args.save_alphas,
                       alphas_from=args.alphas_from, reuse_task_weights=args.reuse_task_weights, cfg=cfg,
-                      workers=args.workers, shard=args.shard)
+                      workers=args.workers, shard=args.shard, runs_per_worker=args.runs_per_worker)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,8 +89,8 @@ class Experiment:
             workers.check_shard(*self.shard)
         fresh = self.runs_per_worker
         if fresh is not None and not (isinstance(fresh, int) and fresh >= 1):
-            raise ValueError(f"--runs-per-worker must be an integer >= 1, got {self.runs_per_worker!r}")
-        if (self.workers > 1 or self.runs_per_worker is not None) and distributed.launched():
+            raise ValueError(f"--runs-per-worker must be an integer >= 1, got {fresh!r}")
+        if (self.workers > 1 or fresh is not None) and distributed.launched():
             raise ValueError("--workers and --runs-per-worker start their own processes: not under torchrun")
         if self.workers > 1 and self.cfg.device.startswith("cuda:"):
             raise ValueError(f"--device {self.cfg.device} puts every run on one GPU: with --workers, leave "

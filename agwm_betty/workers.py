@@ -84,8 +84,8 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     end. A job that raises is reported and the worker goes on; a worker that dies (killed, out of
     memory) fails its job in flight and the others go on; jobs left when no worker is alive
     fail as not run. With `runs_per_worker`, a worker retires after that many jobs and a fresh
-    process (same GPU) takes its place: memory a process keeps growing across runs (the allocator's
-    fragmentation) is then given back. An interrupt here terminates the workers."""
+    process (same GPU) takes its place, so memory that a process keeps growing across runs is given
+    back. An interrupt here terminates the workers."""
     if not jobs:
         return
     on_done = on_done or (lambda job, result: None)
@@ -97,8 +97,7 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     count = min(workers, len(jobs))
     for _ in range(count):
         todo.put(None)
-    started: list = []  # every process, for the cleanup
-    procs: dict[int, mp.process.BaseProcess] = {}  # worker slot -> its current process
+    procs: dict[int, mp.process.BaseProcess] = {}  # worker slot -> its current, started process
     open_ends: dict[connection.Connection, int] = {}  # read end here -> worker slot
     in_flight: dict[int, int] = {}  # worker slot -> position of its job
     retiring: set[int] = set()  # slots whose process said it takes no more jobs
@@ -109,9 +108,8 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
         proc = ctx.Process(target=_work, name=f"sweep-worker-{slot}",
                            args=(fn, todo, write_end, gpus[slot % len(gpus)] if gpus else None, threads,
                                  runs_per_worker))
-        started.append(proc)
-        procs[slot] = proc
         proc.start()
+        procs[slot] = proc  # a retired one it replaces was joined when its pipe ended
         write_end.close()  # the worker holds the only write end: its exit ends the pipe here
         open_ends[read_end] = slot
 
@@ -151,7 +149,7 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
             if position not in settled:
                 settle(position, "not run: no worker process was left to run it")
     finally:
-        for proc in started:
+        for proc in procs.values():
             if proc.is_alive():
                 proc.terminate()
             proc.join()

@@ -116,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "is 1. (default 1: one process, task by task)")
     procs.add_argument("--runs-per-worker", type=positive_int("--runs-per-worker"), default=None, metavar="N",
                        help="with --workers (1 included): a worker process runs at most N runs, then a fresh "
-                            "one takes its place. A process's memory grows across runs (the allocator keeps "
-                            "what it freed, fragmented): on a long CPU sweep of a 110M PLM two workers grew to "
-                            "13 and 17 GiB and one was killed for memory. 1 costs a process start and a task "
-                            "load a run (seconds). (default: a worker runs its share of the sweep)")
+                            "one takes its place. A process's memory can grow across runs: on a long CPU sweep "
+                            "of a 110M PLM two workers grew to 13 and 17 GiB and one was killed for memory. "
+                            "1 costs a process start and a task load a run (seconds). (default: a worker runs "
+                            "its share of the sweep)")
     procs.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
                        help="run only shard I of N of the sweep, I 0-based (0 .. N-1), e.g. --shard "
                             "$SLURM_ARRAY_TASK_ID/8 in a job array --array=0-7. The seed-major run list is "

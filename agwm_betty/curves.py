@@ -236,7 +236,7 @@ def alpha_curves(model: torch.nn.Module, reference: Mapping[str, tuple[torch.Ten
     groups: dict[str, list] = {}
     for name, m in mixup_layers(model).items():
         alpha = m.effective_alpha().float()
-        a1, a2 = reference[name]
+        a1, a2 = (f.to(alpha.device) for f in reference[name])  # a start kept before the model moved
         change = (alpha - (a1 @ a2).float() / m.rank).abs().sum()
         groups.setdefault(layer_group(name), []).append((alpha.sum(), alpha.min(), alpha.max(), change,
                                                          alpha.numel()))

@@ -28,7 +28,7 @@ pip_get() {  # wheels for the device's Python 3.12 on x86-64
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$1" "${@:2}" 2>&1 | grep -v "is ignored" || true
 }
-pip_get "$CARRY/c1/whl" transformers==5.24.0 peft==0.21.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+pip_get "$CARRY/c1/whl" transformers==5.24.0 peft==0.21.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 evaluate==0.4.6
 "$PY" -m pip download -q --no-deps --ignore-requires-python -d "$CARRY/c1/whl" betty-ml==0.2.1 2>&1 | grep -v "is ignored" || true
 
 tar --sort=name --mtime=2024-01-01 --owner=0 --group=0 --numeric-owner -C "$GLUE" -cf - \

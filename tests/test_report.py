@@ -118,6 +118,24 @@ def test_method_label_separates_random_alpha_sigmas():
     assert report.method_label({"method": "random-alpha", "hparams": None}) == "random-alpha"
 
 
+def test_agwm_runs_with_two_hypergradients_get_two_rows_the_papers_keeping_the_plain_label(tmp_path):
+    runs = [r for r in records() if r["method"] == "agwm" and r["n"] == 300]
+    for r in runs:
+        r["hparams"] = {"hypergradient": "darts-paper"}
+    first_order = [{**r, "hparams": {"hypergradient": "first-order"}, "run_id": r["run_id"] + "-fo"} for r in runs]
+    frame = report.load_runs([write_jsonl(tmp_path / "runs.jsonl", runs + first_order)])
+    assert sorted(frame.label.unique(), key=report.label_key) == ["agwm", "agwm (first-order)"]
+    assert (frame.label == "agwm").sum() == len(runs)
+    alone = report.load_runs([write_jsonl(tmp_path / "fo.jsonl", first_order)])
+    assert set(alone.label) == {"agwm"}  # one hypergradient: nothing to tell apart
+
+
+def test_label_key_puts_a_named_hypergradient_after_its_method():
+    labels = ["random-alpha (σ=0.1)", "agwm (first-order)", "vanilla", "agwm", "random-alpha (σ=0.005)"]
+    assert sorted(labels, key=report.label_key) == [
+        "vanilla", "agwm", "agwm (first-order)", "random-alpha (σ=0.005)", "random-alpha (σ=0.1)"]
+
+
 def test_malformed_line_raises_value_error_naming_file_and_line(tmp_path):
     path = tmp_path / "runs.jsonl"
     good = json.dumps(records()[0])

@@ -16,11 +16,19 @@ METHOD_ORDER = (
 ABLATION_METHODS = ("agwm", "vanilla", "joint", "random-alpha", "vanilla-matched")
 
 
-def method_label(record: Mapping[str, Any]) -> str:
+PAPER_HYPERGRADIENT = "darts-paper"  # eq. 6: the plain method label where hypergradients are mixed
+
+
+def method_label(record: Mapping[str, Any], name_hypergradient: bool = False) -> str:
     """Row label of a record: its method, plus σ for random-alpha so each σ is its own row, and a
-    mark for a run that reused a saved alpha (`--alphas-from`) instead of searching."""
+    mark for a run that reused a saved alpha (`--alphas-from`) instead of searching. With
+    `name_hypergradient` (its method's runs use more than one), a hypergradient other than the
+    paper's eq. 6 is named: `agwm (first-order)`."""
     method = str(record["method"])
     hparams = record.get("hparams")
+    hypergradient = hparams.get("hypergradient") if isinstance(hparams, Mapping) else None
+    if name_hypergradient and hypergradient not in (None, PAPER_HYPERGRADIENT):
+        return f"{method} ({hypergradient})"
     if method == "random-alpha" and isinstance(hparams, Mapping) and hparams.get("sigma") is not None:
         return f"random-alpha (σ={float(hparams['sigma']):g})"
     reused = record.get("alphas_from")
@@ -35,12 +43,12 @@ def file_label(label: str) -> str:
 
 
 def label_key(label: str) -> tuple:
-    """Sort labels in METHOD_ORDER, random-alpha rows by σ, a saved-alpha rerun after its method,
-    unknown methods last by name."""
-    match = re.fullmatch(r"(.+?)(?: \(σ=(.+)\)| \((saved alpha.*)\))?", label)
-    base, sigma, saved = match.group(1), match.group(2), match.group(3)
+    """Sort labels in METHOD_ORDER, random-alpha rows by σ, a saved-alpha rerun or a named
+    hypergradient after its method, unknown methods last by name."""
+    match = re.fullmatch(r"(.+?)(?: \(σ=(.+)\)| \((.+)\))?", label)
+    base, sigma, suffix = match.group(1), match.group(2), match.group(3)
     rank = METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)
-    return (rank, base, float(sigma) if sigma else -1.0, saved or "")
+    return (rank, base, float(sigma) if sigma else -1.0, suffix or "")
 
 
 def task_key(task: str) -> tuple:

@@ -51,7 +51,10 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     records = load_records(paths)
     df = pd.DataFrame(records, columns=None if records else [*REQUIRED, "metric_name", "label"])
     if records:
-        df["label"] = [method_label(r) for r in records]
+        hypergradients: dict[str, set] = {}
+        for r in records:
+            hypergradients.setdefault(r["method"], set()).add((r.get("hparams") or {}).get("hypergradient"))
+        df["label"] = [method_label(r, name_hypergradient=len(hypergradients[r["method"]]) > 1) for r in records]
         df["n"] = df["n"].astype(int)
         df["metric"] = pd.to_numeric(df["metric"], errors="coerce").astype(float)
     return df

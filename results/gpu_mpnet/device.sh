@@ -15,7 +15,7 @@
 #             weights' values), so its 80 MiB wheel never travels
 # BUDGET_S bounds the whole call: no stage starts, and no job runs, past it. On exit, whatever the
 # stages recorded is copied to $OUT (at most 8 files come back): recipe_runs.jsonl, grid_runs.jsonl,
-# driver.log, env.txt, logs.tgz, bench.tgz.
+# driver.log, env.txt, logs.tgz (job logs and the runs' curves files), bench.tgz.
 # Rehearsal on a CPU (TINY=1, a local STORE and OUT, the venv's python; see README.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,7 +37,9 @@ collect() {  # what comes back: at most 8 files, flat
   [ -s "$STORE/out/grid/runs.jsonl" ] && cp "$STORE/out/grid/runs.jsonl" "$OUT/grid_runs.jsonl"
   cp "$LOG" "$OUT/driver.log" 2>/dev/null
   [ -s "$STORE/env.txt" ] && cp "$STORE/env.txt" "$OUT/env.txt"
-  tar -C "$STORE" -czf "$OUT/logs.tgz" logs 2>/dev/null
+  local kept=(logs) d
+  for d in out/grid/curves out/recipe/curves; do [ -d "$STORE/$d" ] && kept+=("$d"); done
+  tar -C "$STORE" -czf "$OUT/logs.tgz" "${kept[@]}" 2>/dev/null  # job logs and the runs' curves
   [ -n "$(ls -A "$STORE/out/bench" 2>/dev/null)" ] && tar -C "$STORE/out" -czf "$OUT/bench.tgz" bench
   return 0
 }

@@ -246,3 +246,16 @@ def test_logging_reads_the_device_only_at_log_steps_once_per_level(tokenizer, tm
     assert host_reads_of_a_search(tokenizer, 100, tmp_path) == plain  # a log but no log step: nothing more
     extra = host_reads_of_a_search(tokenizer, 2, tmp_path) - plain  # 2 log steps, each level logs at both
     assert 2 <= extra <= 2 * 2  # the outer level's values at least, one transfer per level and log step
+
+
+def test_alpha_curves_follow_the_model_to_another_device_than_their_start():
+    # The start is kept before the model moves (Betty moves it to the GPU after the problem is built);
+    # a lent H200 failed every agwm run here. "meta" stands in for the GPU on a CPU-only machine.
+    from agwm_betty.mixup import apply_mixup
+
+    model = tiny_model()
+    apply_mixup(model)
+    start = curves.alpha_reference(model)
+    model.to("meta")
+    groups = curves.alpha_curves(model, start)
+    assert set(groups) == {"layer.0", "layer.1", "pooler"}

@@ -12,6 +12,7 @@ import agwm_betty.experiment as experiment
 from agwm_betty import curves
 from agwm_betty.config import Config
 from agwm_betty.curves import Curve, RunLog, hypergradient_norms, read_curves
+from agwm_betty.mixup import apply_mixup
 from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
@@ -251,8 +252,6 @@ def test_logging_reads_the_device_only_at_log_steps_once_per_level(tokenizer, tm
 def test_alpha_curves_follow_the_model_to_another_device_than_their_start():
     # The start is kept before the model moves (Betty moves it to the GPU after the problem is built);
     # a lent H200 failed every agwm run here. "meta" stands in for the GPU on a CPU-only machine.
-    from agwm_betty.mixup import apply_mixup
-
     model = tiny_model()
     apply_mixup(model)
     start = curves.alpha_reference(model)

@@ -16,12 +16,11 @@ report() {  # $1: pid
 }
 echo "# $(date -u +%FT%TZ) sampling VmHWM of spawn_main processes every ${INTERVAL}s"
 while [ $SECONDS -lt "$SECONDS_MAX" ]; do
-  seen=()
+  seen=() now=$(date -u +%H:%M:%S)
   for pid in $(pgrep -f spawn_main); do
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
     [ -n "$hwm" ] || continue
     seen+=("$pid")
-    now=$(date -u +%H:%M:%S)
     [ -n "${first[$pid]:-}" ] || first[$pid]=$now
     last[$pid]=$now
     [ "$hwm" -gt "${peak[$pid]:-0}" ] && peak[$pid]=$hwm

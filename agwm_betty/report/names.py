@@ -19,6 +19,12 @@ ABLATION_METHODS = ("agwm", "vanilla", "joint", "random-alpha", "vanilla-matched
 PAPER_HYPERGRADIENT = "darts-paper"  # eq. 6: the plain method label where hypergradients are mixed
 
 
+def hypergradient_of(record: Mapping[str, Any]) -> str | None:
+    """The hypergradient a record's run searched with (None where its method has no search)."""
+    hparams = record.get("hparams")
+    return hparams.get("hypergradient") if isinstance(hparams, Mapping) else None
+
+
 def method_label(record: Mapping[str, Any], name_hypergradient: bool = False) -> str:
     """Row label of a record: its method, plus σ for random-alpha so each σ is its own row, and a
     mark for a run that reused a saved alpha (`--alphas-from`) instead of searching. With
@@ -26,14 +32,14 @@ def method_label(record: Mapping[str, Any], name_hypergradient: bool = False) ->
     paper's eq. 6 is named: `agwm (first-order)`."""
     method = str(record["method"])
     hparams = record.get("hparams")
-    hypergradient = hparams.get("hypergradient") if isinstance(hparams, Mapping) else None
-    if name_hypergradient and hypergradient not in (None, PAPER_HYPERGRADIENT):
-        return f"{method} ({hypergradient})"
     if method == "random-alpha" and isinstance(hparams, Mapping) and hparams.get("sigma") is not None:
         return f"random-alpha (σ={float(hparams['sigma']):g})"
     reused = record.get("alphas_from")
     if isinstance(reused, Mapping):
         return f"{method} (saved alpha{' + W' if reused.get('task_weights') else ''})"
+    hypergradient = hypergradient_of(record)
+    if name_hypergradient and hypergradient not in (None, PAPER_HYPERGRADIENT):
+        return f"{method} ({hypergradient})"
     return method
 
 

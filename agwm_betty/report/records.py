@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from agwm_betty.jsonlines import read_objects
-from agwm_betty.report.names import method_label
+from agwm_betty.report.names import hypergradient_of, method_label
 
 REQUIRED = ("task", "n", "method", "seed", "metric")
 
@@ -53,7 +53,7 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     if records:
         hypergradients: dict[str, set] = {}
         for r in records:
-            hypergradients.setdefault(r["method"], set()).add((r.get("hparams") or {}).get("hypergradient"))
+            hypergradients.setdefault(r["method"], set()).add(hypergradient_of(r))
         df["label"] = [method_label(r, name_hypergradient=len(hypergradients[r["method"]]) > 1) for r in records]
         df["n"] = df["n"].astype(int)
         df["metric"] = pd.to_numeric(df["metric"], errors="coerce").astype(float)

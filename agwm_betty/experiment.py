@@ -76,6 +76,7 @@ class Experiment:
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-negative and at least one, got {list(self.seeds)}")
         self._validate_workers()
+        self._validate_dependencies()
         if self.alphas_from is not None:
             self._validate_reuse()
         elif self.reuse_task_weights:
@@ -95,6 +96,15 @@ class Experiment:
         if self.workers > 1 and self.cfg.device.startswith("cuda:"):
             raise ValueError(f"--device {self.cfg.device} puts every run on one GPU: with --workers, leave "
                              "--device empty (or 'cuda') and set CUDA_VISIBLE_DEVICES to choose the GPUs")
+
+    def _validate_dependencies(self) -> None:
+        """A method that starts from another's saved search (mean-alpha from agwm's) needs that search
+        saved: `--save-alphas` whenever the sweep also runs the method it depends on."""
+        for name in self.methods:
+            needed = get_method(name).needs_search_of
+            if needed in self.methods and not self.save_alphas:
+                raise ValueError(f"{name} starts from {needed}'s saved search of the same task and seed: add "
+                                 f"--save-alphas so that the {needed} runs of this sweep save theirs")
 
     def _validate_reuse(self) -> None:
         """--alphas-from runs agwm's finetune phase only; reusing the task weights also needs the
@@ -144,8 +154,30 @@ def versions() -> dict[str, str]:
 
     from agwm_betty._version import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "datasets": datasets.__version__, "betty": betty.__version__, "agwm_betty": __version__}
+    found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+             "datasets": datasets.__version__, "betty": betty.__version__, "agwm_betty": __version__}
+    commit = code_commit()
+    if commit is not None:
+        found["agwm_betty_commit"] = commit
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit this package's code was checked out at ('-dirty' when its files differ from it),
+    or None outside a git checkout: which code a record ran, finer than the version number."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 @functools.lru_cache(maxsize=2)
@@ -203,10 +235,24 @@ def task_names(exp: Experiment) -> list[str]:
 def planned_runs(exp: Experiment, seed_major: bool = False) -> list[tuple[str, int, str]]:
     """(task, seed, method) of every run: task by task (a task's data is loaded once, a seed's
     subset once), or with `seed_major` seed by seed, then task, then method (a sweep cut short
-    leaves every task's first seeds whole, with all their methods: the paired comparisons)."""
+    leaves every task's first seeds whole, with all their methods: the paired comparisons). A method
+    that starts from another's saved search comes after the methods it does not depend on."""
     tasks = task_names(exp)
     order = [(t, s) for s in exp.seeds for t in tasks] if seed_major else [(t, s) for t in tasks for s in exp.seeds]
-    return [(t, s, m) for t, s in order for m in exp.methods]
+    methods = sorted(exp.methods, key=lambda m: get_method(m).needs_search_of in exp.methods)
+    return [(t, s, m) for t, s in order for m in methods]
+
+
+def search_needed(exp: Experiment, job: tuple[str, int, str]) -> tuple[str, int, str] | None:
+    """The run whose saved search the run `job` starts from (same task and seed), or None."""
+    task, seed, method = job
+    needed = get_method(method).needs_search_of
+    return None if needed is None else (task, seed, needed)
+
+
+def search_file(exp: Experiment, job: tuple[str, int, str]) -> Path:
+    """Where `--save-alphas` puts the saved search of run `job` (`save_search`'s name for it)."""
+    return Path(exp.output) / "alphas" / f"{run_stem(base_record(exp, *job))}.pt"
 
 
 def base_record(exp: Experiment, task: str, seed: int, method_name: str) -> dict:
@@ -237,7 +283,10 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
         record["note"] = f"{reason}; vanilla finetuning reported instead"
         method = get_method("vanilla")
     spec = data.spec
-    ctx = RunContext(spec, train, evaluation, tokenizer, exp.cfg, seed,
+    searched = None
+    if search_needed(exp, (task, seed, method.name)) is not None:
+        searched = _needed_search(exp, (task, seed, method.name), record)
+    ctx = RunContext(spec, train, evaluation, tokenizer, exp.cfg, seed, searched=searched,
                      model_factory=lambda: _factory(exp.plm, spec),
                      alphas_from=None if exp.alphas_from is None else saved_search(exp.alphas_from),
                      reuse_task_weights=exp.reuse_task_weights,
@@ -263,6 +312,23 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
         command=" ".join(sys.argv),
     )
     return record, result
+
+
+def _needed_search(exp: Experiment, job: tuple[str, int, str], record: dict) -> SavedSearch:
+    """The saved search run `job` starts from; the record names it (path, SHA-1, the searching run)."""
+    source = search_needed(exp, job)
+    path = search_file(exp, source)
+    if not path.is_file():
+        raise ValueError(f"{job[2]} on {job[0]} seed {job[1]} starts from {source[2]}'s saved search of that task "
+                         f"and seed, and there is none at {path}: run {source[2]} with --save-alphas into "
+                         f"the same --output (same settings) first")
+    searched, sha1 = _saved_search_and_sha1(path)
+    expected = base_record(exp, *source)["run_id"]
+    if searched.meta.get("run_id") != expected:
+        raise ValueError(f"{path} was saved by run {searched.meta.get('run_id')}, not by {expected} ({source[2]} "
+                         f"on {job[0]} seed {job[1]} with these settings)")
+    record["search_from"] = {"path": str(path), "sha1": sha1, "searched_by": expected}
+    return searched
 
 
 def save_search(search: SavedSearch, record: dict, directory: Path) -> Path:

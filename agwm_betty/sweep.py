@@ -19,6 +19,7 @@ from agwm_betty.experiment import (
     planned_runs,
     run_one,
     save_search,
+    search_needed,
     summary_line,
 )
 from agwm_betty.methods import get_method
@@ -30,12 +31,21 @@ def sweep_jobs(exp: Experiment) -> list[tuple[str, int, str]]:
     """The runs this sweep command covers, in the order it starts them: `planned_runs` for the whole
     sweep in one process; with `workers` > 1 or a `shard`, seed-major `planned_runs`, or the shard's deal
     of it (`workers.shard`: of the whole list, so a shard does not depend on what is recorded).
-    No run reads another's output (each searches, saves and logs under its own name, and a
-    `--alphas-from` file is only read), so any split of this list gives the same records."""
+    Only a run that starts from another's saved search (mean-alpha from agwm's) reads another's
+    output: it goes to the shard of that run, right after it (in a pool, it waits for that run to
+    end); every other run searches, saves and logs under its own name, so any split of this list
+    gives the same records."""
     if exp.workers == 1 and exp.shard is None:
         return planned_runs(exp)
     jobs = planned_runs(exp, seed_major=True)
-    return jobs if exp.shard is None else workers.shard(jobs, *exp.shard)
+    if exp.shard is None:
+        return jobs
+    dealt = workers.shard([j for j in jobs if search_needed(exp, j) not in jobs], *exp.shard)
+    for job in jobs:  # each dependent run right after the run it needs, in that run's shard
+        needed = search_needed(exp, job)
+        if needed in jobs and needed in dealt:
+            dealt.insert(dealt.index(needed) + 1 + sum(search_needed(exp, j) == needed for j in dealt), job)
+    return dealt
 
 
 def _quiet_datasets(exp: Experiment) -> None:
@@ -133,6 +143,10 @@ class SweepRunner:
         return record
 
 
+def _position(plan: list, job) -> int | None:
+    return plan.index(job) if job in plan else None
+
+
 def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> list[dict]:
     """`plan` in `exp.workers` processes (`workers.run_pool`, each replaced by a fresh one after
     `exp.runs_per_worker` runs where that is set), each recording its own runs under
@@ -161,7 +175,8 @@ def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> l
 
     with bar:
         workers.run_pool(SweepRunner(child, keep_tasks=True), plan, exp.workers, gpus=gpus, threads=threads,
-                         on_done=done, on_failed=failed, runs_per_worker=exp.runs_per_worker)
+                         on_done=done, on_failed=failed, runs_per_worker=exp.runs_per_worker,
+                         after=[_position(plan, search_needed(exp, job)) for job in plan])
     if failures:
         listed = "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else "")
         raise SweepError(f"{len(failures)} of {len(plan)} run(s) failed ({listed}); the {len(records)} others "

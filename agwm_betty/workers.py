@@ -74,7 +74,8 @@ def threads_per_worker(workers: int) -> int:
 
 def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpus: Sequence[str] = (),
              threads: int = 1, on_done: Callable[[Job, object], None] | None = None,
-             on_failed: Callable[[Job, str], None] | None = None, runs_per_worker: int | None = None) -> None:
+             on_failed: Callable[[Job, str], None] | None = None, runs_per_worker: int | None = None,
+             after: Sequence[int | None] | None = None) -> None:
     """Call `fn(job)` for every job in `workers` spawned processes, taking the jobs in list order.
 
     Worker i sees only GPU `gpus[i % len(gpus)]` (CUDA_VISIBLE_DEVICES, set before CUDA starts);
@@ -85,18 +86,35 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     memory) fails its job in flight and the others go on; jobs left when no worker is alive
     fail as not run. With `runs_per_worker`, a worker retires after that many jobs and a fresh
     process (same GPU) takes its place, so memory that a process keeps growing across runs is given
-    back. An interrupt here terminates the workers."""
+    back. `after[i]`, where given and not None, is the position of a job that job i needs finished
+    (done or failed) before it starts: job i is held back until then, and the others go on meanwhile.
+    An interrupt here terminates the workers."""
     if not jobs:
         return
     on_done = on_done or (lambda job, result: None)
     on_failed = on_failed or (lambda job, error: None)
     ctx = mp.get_context("spawn")  # fork would copy a started CUDA context and torch's thread pools
     todo = ctx.Queue()
+    held: dict[int, list[int]] = {}  # position of a job -> positions of the jobs waiting for it
     for position, job in enumerate(jobs):
-        todo.put((position, job))
+        first = None if after is None else after[position]
+        if first is None:
+            todo.put((position, job))
+        elif not 0 <= first < len(jobs) or first == position or (after[first] is not None):
+            raise ValueError(f"after[{position}] = {first}: a job may wait only for another job that waits for none")
+        else:
+            held.setdefault(first, []).append(position)
     count = min(workers, len(jobs))
-    for _ in range(count):
-        todo.put(None)
+
+    def release(position: int) -> None:  # the jobs waiting for `position`; the end markers after the last
+        for waiting in held.pop(position, []):
+            todo.put((waiting, jobs[waiting]))
+        if not held:
+            for _ in range(count):
+                todo.put(None)
+
+    if not held:
+        release(-1)
     procs: dict[int, mp.process.BaseProcess] = {}  # worker slot -> its current, started process
     open_ends: dict[connection.Connection, int] = {}  # read end here -> worker slot
     in_flight: dict[int, int] = {}  # worker slot -> position of its job
@@ -115,6 +133,8 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
 
     def settle(position: int, error: str | None, result: object = None) -> None:
         settled.add(position)
+        if position in held:
+            release(position)
         if error is None:
             on_done(jobs[position], result)
         else:

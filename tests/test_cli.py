@@ -150,3 +150,24 @@ def test_a_method_that_does_not_apply_reports_vanilla_with_a_note(tokenizer, mon
     assert record["method"] == "r3f" and "vanilla finetuning reported instead" in record["note"]
     assert record["hparams"] == exp.cfg.to_dict(experiment.get_method("r3f").hparams)
     assert record["metric_name"] == "spearman" and record["steps"] == {"finetune": 2}
+
+
+def test_a_record_names_the_commit_its_code_ran_and_whether_it_was_edited(tmp_path):
+    from agwm_betty.experiment import code_commit, versions
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    edited = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "agwm_betty"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    assert versions()["agwm_betty_commit"] == head + ("-dirty" if edited else "")
+    code_commit.cache_clear()
+    outside = tmp_path / "not_a_checkout"
+    outside.mkdir()
+    import agwm_betty.experiment as experiment
+
+    original = experiment.__file__
+    try:  # the package installed outside any git checkout: no commit claimed
+        experiment.__file__ = str(outside / "experiment.py")
+        assert code_commit() is None
+    finally:
+        experiment.__file__ = original
+        code_commit.cache_clear()

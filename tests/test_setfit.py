@@ -78,3 +78,21 @@ def test_without_the_extra_it_names_the_extra_and_exits_2(glue_dir, tmp_path):
                 code="import sys; sys.modules['setfit'] = None  # as if the extra were not installed")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --methods setfit needs the setfit extra: pip install 'agwm-betty[setfit]'"
+
+
+def test_under_bf16_the_body_trains_and_embeds_in_bf16_autocast(glue_dir, tmp_path):
+    probe = tmp_path / "autocast.txt"
+    spy = ("import torch, sentence_transformers\n"
+           "forward = sentence_transformers.SentenceTransformer.forward\n"
+           "def spy(self, *args, **kwargs):\n"
+           f"    open({str(probe)!r}, 'a').write(str(torch.is_autocast_enabled('cpu')) + '\\n')\n"
+           "    return forward(self, *args, **kwargs)\n"
+           "sentence_transformers.SentenceTransformer.forward = spy")
+    done = glue("--tasks", "sst2", "--n", "16", "--heldout", "24", "--seeds", "1", "--methods", "setfit",
+                "--setfit-iterations", "1", "--precision", "bf16", "--data-dir", str(glue_dir), "--output",
+                str(tmp_path), "--no-progress", code=spy)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = probe.read_text().split()
+    assert len(seen) >= 3 and set(seen) == {"True"}  # the contrastive steps, the head's and dev's embeddings
+    (record,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert record["hparams"]["precision"] == "bf16" and 0 <= record["metric"] <= 100

@@ -209,7 +209,8 @@ def test_two_workers_and_two_shards_record_what_one_process_records(tiny_sweep, 
             assert other[key]["alphas"] == record["alphas"], (name, key)
 
 
-def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed=None, runs_per_worker=None):
+def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed=None, runs_per_worker=None,
+                    after=None):
     """`workers.run_pool`'s contract without spawning (the pool itself is tested above)."""
     for job in jobs:
         try:

@@ -1,7 +1,7 @@
 """Every method by its `--methods` name, behind one interface (`Method.run`)."""
 from __future__ import annotations
 
-from agwm_betty.methods.agwm import AGWM, Joint, RandomAlpha, VanillaMatched
+from agwm_betty.methods.agwm import AGWM, Joint, MeanAlpha, RandomAlpha, VanillaMatched
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 from agwm_betty.methods.consistency import R3F, RDrop
 from agwm_betty.methods.mixout import Mixout
@@ -14,7 +14,7 @@ from agwm_betty.methods.subnetwork import DPS, ChildTuningD
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        FinetuneMethod(), AGWM(), Joint(), RandomAlpha(), VanillaMatched(),  # the paper and its ablations
+        FinetuneMethod(), AGWM(), Joint(), RandomAlpha(), MeanAlpha(), VanillaMatched(),  # the paper, ablations
         Mixout(), R3F(), RDrop(), ReInit(), ChildTuningD(), DPS(),  # regularisation baselines (table 3)
         LoRA(), PrefixTuning(), PromptTuning(),  # parameter-efficient baselines (table 9)
         Soup(),  # model soup (table 10)

@@ -1,4 +1,4 @@
-"""The method (search + finetune) and its ablations: random-alpha, vanilla-matched, joint training."""
+"""The method (search + finetune) and its ablations: random-alpha, mean-alpha, vanilla-matched, joint training."""
 from __future__ import annotations
 
 import time
@@ -14,6 +14,8 @@ from agwm_betty.mixup import (
     alpha_parameters,
     apply_mixup,
     clamp_alphas_,
+    load_alpha_state_dict,
+    mixup_layers,
     module_alpha_means,
     named_task_parameters,
     set_alphas_trainable,
@@ -31,13 +33,19 @@ class TwoPhase(Method):
     def alpha_init(self, ctx: RunContext) -> tuple[float, float]:
         return ctx.cfg.alpha_init_mean, ctx.cfg.alpha_init_std
 
+    def set_alphas(self, model: nn.Module, ctx: RunContext) -> dict:
+        """Change the freshly drawn alphas before the search (none do but mean-alpha); return diagnostics."""
+        return {}
+
     def run(self, ctx: RunContext) -> RunResult:
         cfg = ctx.cfg
         model = ctx.new_model()
+        extra = {}
         if self.mixup:
             mean, std = self.alpha_init(ctx)
             apply_mixup(model, rank=cfg.rank, init_mean=mean, init_std=std, exclude_modules=ctx.exclude_modules,
                         form=cfg.alpha_form, param=cfg.alpha_param)
+            extra = self.set_alphas(model, ctx)
         if ctx.alphas_from is not None:
             return self.run_from_saved(ctx, model)
         alphas_before = alpha_factors(model)
@@ -51,7 +59,7 @@ class TwoPhase(Method):
         times = {"search": search.seconds, "finetune": time.perf_counter() - started}
         steps = {"search": search.steps_per_split * cfg.K, "search_per_split": search.steps_per_split,
                  "finetune": len(losses)}
-        result = self.result(ctx, model, times, steps, **_diagnostics(search, alphas_before, model))
+        result = self.result(ctx, model, times, steps, **_diagnostics(search, alphas_before, model), **extra)
         result.search = saved
         return result
 
@@ -117,6 +125,30 @@ class RandomAlpha(TwoPhase):
 
     def alpha_init(self, ctx: RunContext) -> tuple[float, float]:
         return 1.0, ctx.cfg.sigma
+
+
+class MeanAlpha(RandomAlpha):
+    name = "mean-alpha"
+    description = ("ablation: random-alpha with each layer's alpha1 and alpha2 set to the means of agwm's "
+                   "searched ones (same task and seed): agwm's amount of mixing per layer, no pattern")
+    needs_search_of = "agwm"
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ALPHA_FIELDS + ("sigma",)  # agwm's search decides its alphas
+
+    def set_alphas(self, model: nn.Module, ctx: RunContext) -> dict:
+        """After random-alpha's draws (so every later random draw is random-alpha's), each layer's
+        alpha1[:, k] and alpha2[k, :] become the means of agwm's: F(alpha1, alpha2) and
+        F(1 - alpha1, 1 - alpha2) are then constant over the layer, equal to the means of agwm's."""
+        if ctx.searched is None:
+            raise ValueError("mean-alpha needs agwm's saved search of the same task and seed (RunContext.searched)")
+        load_alpha_state_dict(model, ctx.searched.alphas)  # agwm's alphas, checked to fit this model
+        factors = alpha_factors(model)
+        with torch.no_grad():
+            for name, layer in mixup_layers(model).items():
+                mean1 = factors[f"{name}.alpha1"].mean(0, keepdim=True).expand_as(layer.alpha1)
+                mean2 = factors[f"{name}.alpha2"].mean(1, keepdim=True).expand_as(layer.alpha2)
+                for alpha, mean in ((layer.alpha1, mean1.to(layer.alpha1)), (layer.alpha2, mean2.to(layer.alpha2))):
+                    alpha.copy_(mean.logit(eps=1e-6) if layer.param == "sigmoid" else mean)
+        return {"alpha_per_module_from_agwm": module_alpha_means(factors)}
 
 
 class VanillaMatched(TwoPhase):

@@ -34,6 +34,7 @@ class RunContext:
     model_factory: ModelFactory  # returns (fresh PLM classifier, names of its new head modules)
     new_modules: list[str] = field(default_factory=list)
     alphas_from: SavedSearch | None = None  # agwm: finetune from this saved alpha, no search
+    searched: SavedSearch | None = None  # the saved search of the run this one builds on (`Method.needs_search_of`)
     reuse_task_weights: bool = False  # with alphas_from: start from its searched task weights too
     log: RunLog | None = None  # the run's curves (agwm_betty.curves); None: none kept
     raw_train: Any = None  # the same examples untokenised (text_a[, text_b], label): for methods that tokenise
@@ -86,6 +87,9 @@ class Method:
     name: str = ""
     description: str = ""
     hparams: tuple[str, ...] = TRAINING_FIELDS  # the config fields this method's results depend on
+    # The method whose saved search (same task, n and seed, `--save-alphas`) this one starts from: a
+    # sweep runs that method's run first and hands its search over in `RunContext.searched`.
+    needs_search_of: str | None = None
 
     def run(self, ctx: RunContext) -> RunResult:
         raise NotImplementedError

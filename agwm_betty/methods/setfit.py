@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from agwm_betty.data import TaskSpec
 from agwm_betty.methods.base import Method, RunContext, RunResult
 from agwm_betty.metrics import compute_metrics
+from agwm_betty.train import autocast
 
 EXTRA = "pip install 'agwm-betty[setfit]'"
 
@@ -25,7 +27,7 @@ EXTRA = "pip install 'agwm-betty[setfit]'"
 class SetFit(Method):
     name = "setfit"
     description = "SetFit: contrastive finetuning of the sentence-transformers body, then a logistic-regression head"
-    hparams = ("batch_size", "max_length", "setfit_iterations", "setfit_epochs", "setfit_body_lr")
+    hparams = ("batch_size", "max_length", "setfit_iterations", "setfit_epochs", "setfit_body_lr", "precision")
     vanilla_where_inapplicable = False  # a vanilla record under SetFit's name would mislead
 
     def applies_to(self, spec: TaskSpec) -> str | None:
@@ -58,12 +60,16 @@ class SetFit(Method):
             setfit.logging.set_verbosity_warning()
         started = time.perf_counter()
         model = setfit.SetFitModel.from_pretrained(ctx.plm_path, local_files_only=True)
+        # bf16: the body trains and embeds under autocast, as every other method's model does; the
+        # head's logistic regression fits in fp32 on the embeddings. fp16: setfit's own AMP (a loss scaler).
+        body_precision = autocast(cfg, model.model_body.device) if cfg.precision == "bf16" else nullcontext()
         with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():  # SetFit's checkpoints: none kept
             warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true")  # a CPU's DataLoader
             args = setfit.TrainingArguments(
                 output_dir=scratch, batch_size=cfg.batch_size, num_iterations=cfg.setfit_iterations,
                 num_epochs=cfg.setfit_epochs, body_learning_rate=cfg.setfit_body_lr, max_length=cfg.max_length,
                 seed=ctx.seed, report_to="none", save_strategy="no", show_progress_bar=cfg.progress,
+                use_amp=cfg.precision == "fp16",
                 logging_strategy="steps" if cfg.progress else "no",
             )
             trainer = setfit.Trainer(model=model, args=args, train_dataset=train)
@@ -71,10 +77,12 @@ class SetFit(Method):
                 from transformers.trainer_callback import ProgressCallback
 
                 trainer.st_trainer.remove_callback(ProgressCallback)
-            trainer.train()
+            with body_precision:
+                trainer.train()
         trained = time.perf_counter()
-        predictions = np.asarray(model.predict(list(ctx.raw_eval[text]), batch_size=cfg.eval_batch_size,
-                                               show_progress_bar=False))
+        with body_precision:
+            predictions = np.asarray(model.predict(list(ctx.raw_eval[text]), batch_size=cfg.eval_batch_size,
+                                                   show_progress_bar=False))
         metrics = compute_metrics(ctx.spec, predictions, np.asarray(ctx.raw_eval["label"]))
         times = {"finetune": trained - started, "eval": time.perf_counter() - trained}
         times["total"] = sum(times.values())

@@ -329,6 +329,17 @@ class SearchEngine(DistributedEngine):
         self._bar.update(1)
 
 
+def release(engine: SearchEngine) -> None:
+    """Free a finished split's engine at once: Betty links the problems both ways (`inner.outer`,
+    `outer.inner`, their paths) and each to the module, its optimiser, loaders and last batch, a
+    reference cycle that only a full garbage collection would free, whenever one runs. Clearing the
+    engine's and problems' attributes cuts every edge; reference counting then frees what no one
+    else holds (the model stays with its caller). Read what you need from them first."""
+    for problem in engine.problems:
+        problem.__dict__.clear()
+    engine.__dict__.clear()
+
+
 def problem_configs(cfg: Config, log_step: int = -1) -> tuple[ProblemConfig, ProblemConfig]:
     """Betty configs of the inner and outer problems from our `Config`; each logs every `log_step`
     of its own steps (-1: never), on the global (inner) step axis."""

@@ -13,7 +13,7 @@ from agwm_betty.curves import RunLog
 from agwm_betty.data import blo_splits, make_loader
 from agwm_betty.hypergradients import SignalProbe
 from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
-from agwm_betty.problems import build_engine
+from agwm_betty.problems import build_engine, release
 from agwm_betty.train import (
     Hooks,
     check_precision,
@@ -87,6 +87,8 @@ def search_phase(
         if learn_alpha:
             signal.append(engine.outer.probe.records if engine.outer.probe else [])
             clamp.append(engine.outer.clamp_undone_share)
+        release(engine)  # its optimisers' states and loaders go now, not at some later collection
+        del engine
         results.append(snapshot(model))
     parallel = distributed.splits_parallel(cfg.strategy)  # the ranks ran disjoint splits: meet once
     averaged = distributed.average_over_ranks(results, cfg.K) if parallel else average_states(results)

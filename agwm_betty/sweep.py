@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from agwm_betty import distributed, workers
+from agwm_betty import distributed, memory, workers
 from agwm_betty.data import fingerprint, heldout, subsample, tokenize
 from agwm_betty.experiment import (
     Experiment,
@@ -139,6 +139,8 @@ class SweepRunner:
                 result.model, tokenizer, path.parent / "models" / model_dir_name(record), data.spec))
         if exp.save_alphas and result.search is not None:
             record["alphas_file"] = str(save_search(result.search, record, path.parent / "alphas"))
+        del result  # the run's model and searched state: nothing else holds them (tests/test_memory.py)
+        memory.trim()  # and what they occupied goes back to the OS, not to this process's idle heap
         append_record(path, record)
         return record
 

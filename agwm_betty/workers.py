@@ -7,6 +7,7 @@ list out to N shards. `sweep.run_sweep` uses both.
 """
 from __future__ import annotations
 
+import bisect
 import multiprocessing as mp
 import os
 import signal
@@ -95,26 +96,33 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     on_failed = on_failed or (lambda job, error: None)
     ctx = mp.get_context("spawn")  # fork would copy a started CUDA context and torch's thread pools
     todo = ctx.Queue()
+    ready: list[int] = []  # positions of the jobs free to start, in list order
     held: dict[int, list[int]] = {}  # position of a job -> positions of the jobs waiting for it
-    for position, job in enumerate(jobs):
+    for position in range(len(jobs)):
         first = None if after is None else after[position]
         if first is None:
-            todo.put((position, job))
-        elif not 0 <= first < len(jobs) or first == position or (after[first] is not None):
+            ready.append(position)
+        elif not 0 <= first < len(jobs) or first == position or after[first] is not None:
             raise ValueError(f"after[{position}] = {first}: a job may wait only for another job that waits for none")
         else:
             held.setdefault(first, []).append(position)
     count = min(workers, len(jobs))
+    queue = {"jobs": 0, "slots": count, "ended": False}  # jobs queued but not yet started; slots served
 
-    def release(position: int) -> None:  # the jobs waiting for `position`; the end markers after the last
-        for waiting in held.pop(position, []):
-            todo.put((waiting, jobs[waiting]))
-        if not held:
+    def feed() -> None:
+        """Queue the first ready jobs, one per idle worker and no more: a job released later still goes
+        before the rest of the list. After the last job, one end marker per worker slot."""
+        idle = queue["slots"] - len(in_flight) - queue["jobs"]
+        while idle > 0 and ready:
+            position = ready.pop(0)
+            todo.put((position, jobs[position]))
+            queue["jobs"] += 1
+            idle -= 1
+        if not ready and not held and not queue["ended"]:
+            queue["ended"] = True
             for _ in range(count):
                 todo.put(None)
 
-    if not held:
-        release(-1)
     procs: dict[int, mp.process.BaseProcess] = {}  # worker slot -> its current, started process
     open_ends: dict[connection.Connection, int] = {}  # read end here -> worker slot
     in_flight: dict[int, int] = {}  # worker slot -> position of its job
@@ -133,8 +141,8 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
 
     def settle(position: int, error: str | None, result: object = None) -> None:
         settled.add(position)
-        if position in held:
-            release(position)
+        for waiting in held.pop(position, []):
+            bisect.insort(ready, waiting)
         if error is None:
             on_done(jobs[position], result)
         else:
@@ -143,6 +151,7 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
     try:
         for slot in range(count):
             start(slot)
+        feed()
         while open_ends:
             for read_end in connection.wait(list(open_ends)):
                 worker = open_ends[read_end]
@@ -151,20 +160,25 @@ def run_pool(fn: Callable[[Job], object], jobs: Sequence[Job], workers: int, gpu
                 except EOFError:  # the worker exited: after its end marker, retired, or killed mid-run
                     del open_ends[read_end]
                     procs[worker].join()
-                    if worker in in_flight:
-                        settle(in_flight.pop(worker), "its worker process exited with code "
-                                                      f"{procs[worker].exitcode} (killed, or out of memory?)")
-                    elif worker in retiring:  # it left the end marker it would have taken to its successor
+                    if worker in retiring:  # it left the end marker it would have taken to its successor
                         retiring.discard(worker)
                         start(worker)
+                    else:
+                        queue["slots"] -= 1
+                        if worker in in_flight:
+                            settle(in_flight.pop(worker), "its worker process exited with code "
+                                                          f"{procs[worker].exitcode} (killed, or out of memory?)")
+                    feed()
                     continue
                 if kind == "start":
                     in_flight[worker] = position
+                    queue["jobs"] -= 1
                 elif kind == "retire":
                     retiring.add(worker)
                 else:
                     del in_flight[worker]
                     settle(position, payload if kind == "failed" else None, payload)
+                feed()
         for position in range(len(jobs)):
             if position not in settled:
                 settle(position, "not run: no worker process was left to run it")

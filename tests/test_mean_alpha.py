@@ -65,19 +65,6 @@ def test_without_agwms_search_it_refuses_to_run():
         get_method("mean-alpha").set_alphas(model, SimpleNamespace(searched=None))
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory, tokenizer) -> dict:
-    from tiny_models import save_tiny_plm
-
-    root = tmp_path_factory.mktemp("tiny")
-    save_tiny_plm(root / "plm", tokenizer)
-    rows = ["text,score"] + [f"sample {i} {'is good' if i % 3 else 'is bad'},{(i % 5) * 0.7 + 0.1:.1f}"
-                             for i in range(24)]
-    (root / "train.csv").write_text("\n".join(rows) + "\n")
-    (root / "dev.csv").write_text("\n".join(rows[:13]) + "\n")
-    return {"plm": str(root / "plm"), "train": str(root / "train.csv"), "dev": str(root / "dev.csv")}
-
-
 def experiment(data: dict, output: Path, **kwargs) -> Experiment:
     options = dict(methods=("mean-alpha", "agwm"), seeds=(0, 1), save_alphas=True)  # listed before agwm on purpose
     options.update(kwargs)
@@ -86,8 +73,8 @@ def experiment(data: dict, output: Path, **kwargs) -> Experiment:
                                                 progress=False), **options)
 
 
-def test_two_workers_run_each_seeds_mean_alpha_from_that_seeds_agwm_search(tiny_data, tmp_path):
-    run_sweep(experiment(tiny_data, tmp_path, workers=2), log=lambda *_: None)
+def test_two_workers_run_each_seeds_mean_alpha_from_that_seeds_agwm_search(tiny_regression, tmp_path):
+    run_sweep(experiment(tiny_regression, tmp_path, workers=2), log=lambda *_: None)
     records = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     agwm = {r["seed"]: r for r in records if r["method"] == "agwm"}
     mean = {r["seed"]: r for r in records if r["method"] == "mean-alpha"}
@@ -103,23 +90,23 @@ def test_two_workers_run_each_seeds_mean_alpha_from_that_seeds_agwm_search(tiny_
     assert mean[0]["alphas"]["per_layer"] != pytest.approx(mean[1]["alphas"]["per_layer"], abs=1e-7)
 
 
-def test_it_needs_save_alphas_when_agwm_runs_beside_it(tiny_data, tmp_path):
+def test_it_needs_save_alphas_when_agwm_runs_beside_it(tiny_regression, tmp_path):
     with pytest.raises(ValueError, match="--save-alphas"):
-        experiment(tiny_data, tmp_path, save_alphas=False).validate()
+        experiment(tiny_regression, tmp_path, save_alphas=False).validate()
 
 
-def test_without_agwms_saved_search_the_run_fails_and_says_what_to_run(tiny_data, tmp_path):
+def test_without_agwms_saved_search_the_run_fails_and_says_what_to_run(tiny_regression, tmp_path):
     from agwm_betty.sweep import SweepError
 
     with pytest.raises(SweepError, match="run agwm with --save-alphas"):
-        run_sweep(experiment(tiny_data, tmp_path, methods=("mean-alpha",), seeds=(0,), save_alphas=False,
+        run_sweep(experiment(tiny_regression, tmp_path, methods=("mean-alpha",), seeds=(0,), save_alphas=False,
                              workers=2), log=lambda *_: None)
 
 
-def test_a_shard_gets_mean_alpha_right_after_the_agwm_it_needs(tiny_data, tmp_path):
-    exp = experiment(tiny_data, tmp_path, methods=("vanilla", "mean-alpha", "agwm", "vanilla-matched"),
+def test_a_shard_gets_mean_alpha_right_after_the_agwm_it_needs(tiny_regression, tmp_path):
+    exp = experiment(tiny_regression, tmp_path, methods=("vanilla", "mean-alpha", "agwm", "vanilla-matched"),
                      seeds=(0, 1, 2))
-    shards = [sweep_jobs(experiment(tiny_data, tmp_path, methods=exp.methods, seeds=exp.seeds, shard=(i, 2)))
+    shards = [sweep_jobs(experiment(tiny_regression, tmp_path, methods=exp.methods, seeds=exp.seeds, shard=(i, 2)))
               for i in range(2)]
     assert sorted(shards[0] + shards[1]) == sorted(sweep_jobs(exp))  # every run once
     for jobs in shards:
@@ -139,11 +126,14 @@ def wait_for_a_file(job):
     return name
 
 
-def test_a_pool_holds_a_job_back_until_the_job_it_needs_has_ended(tmp_path):
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_pool_holds_a_job_back_until_the_job_it_needs_has_ended_then_runs_it_before_later_ones(count, tmp_path):
     path = str(tmp_path / "first.txt")
-    jobs = [(path, "first"), (path, "second"), (path, "other")]
+    jobs = [(path, "first"), (path, "second"), (path, "other"), (path, "last")]
     done, failed = [], []
-    workers.run_pool(wait_for_a_file, jobs, 2, on_done=lambda job, result: done.append(result),
-                     on_failed=lambda job, error: failed.append(error), after=[None, 0, None])
-    assert not failed and sorted(done) == ["first", "other", "second"]
+    workers.run_pool(wait_for_a_file, jobs, count, on_done=lambda job, result: done.append(result),
+                     on_failed=lambda job, error: failed.append(error), after=[None, 0, None, None])
+    assert not failed and sorted(done) == ["first", "last", "other", "second"]
     assert done.index("second") > done.index("first")
+    if count == 1:  # released, it goes before the jobs listed after it, not to the end of the list
+        assert done == ["first", "second", "other", "last"]

@@ -34,12 +34,15 @@ def tiny_plm_and_data(tmp_path_factory, tokenizer) -> dict:
 
 
 def saved_run(data: dict, method: str, output: Path) -> dict:
+    needed = METHODS[method].needs_search_of  # mean-alpha: after agwm, from its saved search
     exp = Experiment(plm=data["plm"], custom=CustomTask(str(data["train"]), str(data["dev"]), ["text"], "label"),
-                     methods=(method,), seeds=(0,), n=12, output=output, save_models=True,
+                     methods=(needed, method) if needed else (method,), seeds=(0,), n=12, output=output,
+                     save_models=True, save_alphas=needed is not None,
                      cfg=Config(K=1, max_steps=2, search_epochs=1, batch_size=4, reinit_layers=1, soup_size=2,
                                 device="cpu", progress=False))
-    (record,) = run_sweep(exp, log=lambda *_: None)
-    assert json.loads((output / "runs.jsonl").read_text())["model_dir"] == record["model_dir"]
+    (record,) = [r for r in run_sweep(exp, log=lambda *_: None) if r["method"] == method]
+    written = [json.loads(line) for line in (output / "runs.jsonl").read_text().splitlines()]
+    assert [r["model_dir"] for r in written if r["method"] == method] == [record["model_dir"]]
     return record
 
 

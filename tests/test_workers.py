@@ -157,20 +157,6 @@ def test_a_failed_or_dying_run_in_a_retiring_pool_leaves_the_other_runs_to_fresh
     assert set(done) == {"a", "b", "c", "d"} and set(failed) == {"boom", "die"}
 
 
-@pytest.fixture(scope="module")
-def tiny_sweep(tmp_path_factory, tokenizer) -> dict:
-    """A random 2-layer BERT saved as a --plm directory, and a 24-example dataset of our own."""
-    from tiny_models import save_tiny_plm
-
-    root = tmp_path_factory.mktemp("tiny")
-    save_tiny_plm(root / "plm", tokenizer)
-    rows = ["text,score"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{(i % 5) * 0.7 + 0.1:.1f}"
-                             for i in range(24)]  # a regression: its correlations tell runs apart
-    (root / "mine.csv").write_text("\n".join(rows) + "\n")
-    (root / "mine_dev.csv").write_text("\n".join(rows[:13]) + "\n")
-    return {"plm": str(root / "plm"), "train": str(root / "mine.csv"), "dev": str(root / "mine_dev.csv")}
-
-
 def tiny(data: dict, output: Path, **kwargs) -> Experiment:
     return Experiment(plm=data["plm"], custom=CustomTask(data["train"], data["dev"], ["text"], "score"),
                       methods=("vanilla", "agwm"), seeds=(0,), n=12, output=output,
@@ -184,20 +170,20 @@ def by_run(output: Path) -> dict[str, dict]:
     return {r["run_id"]: r for r in records}
 
 
-def test_two_workers_and_two_shards_record_what_one_process_records(tiny_sweep, tmp_path):
-    one = by_run(tmp_path / "one") if run_sweep(tiny(tiny_sweep, tmp_path / "one"), log=lambda *_: None) else {}
+def test_two_workers_and_two_shards_record_what_one_process_records(tiny_regression, tmp_path):
+    one = by_run(tmp_path / "one") if run_sweep(tiny(tiny_regression, tmp_path / "one"), log=lambda *_: None) else {}
     assert len(one) == 2 and len({json.dumps(r["metrics"]) for r in one.values()}) > 1  # runs that differ
 
     for i in (0, 1):  # one shard after the other, into one folder
-        run_sweep(tiny(tiny_sweep, tmp_path / "shards", shard=(i, 2)), log=lambda *_: None)
+        run_sweep(tiny(tiny_regression, tmp_path / "shards", shard=(i, 2)), log=lambda *_: None)
     shards = by_run(tmp_path / "shards")
 
     said = []
-    run_sweep(tiny(tiny_sweep, tmp_path / "workers", workers=2), log=said.append)
+    run_sweep(tiny(tiny_regression, tmp_path / "workers", workers=2), log=said.append)
     assert "2 run(s) in 2 worker processes (CPU, 1 torch thread(s) each)" in said
     parallel = by_run(tmp_path / "workers")
 
-    run_sweep(tiny(tiny_sweep, tmp_path / "fresh", runs_per_worker=1), log=said.append)
+    run_sweep(tiny(tiny_regression, tmp_path / "fresh", runs_per_worker=1), log=said.append)
     assert any(line.startswith("2 run(s) in 1 worker processes") and "a fresh one every 1 run(s)" in line
                for line in said)
     fresh = by_run(tmp_path / "fresh")
@@ -221,12 +207,12 @@ def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed
             on_done(job, result)
 
 
-def test_failed_runs_in_workers_are_reported_and_the_exit_status_is_1(tiny_sweep, tmp_path, capsys, monkeypatch):
+def test_failed_runs_in_workers_are_reported_and_the_exit_status_is_1(tiny_regression, tmp_path, capsys, monkeypatch):
     from agwm_betty.cli.glue import main
 
     monkeypatch.setattr(workers, "run_pool", in_this_process)
-    code = main(["--plm", tiny_sweep["plm"], "--train-file", tiny_sweep["train"], "--validation-file",
-                 tiny_sweep["dev"], "--text-columns", "text", "--label-column", "score", "--methods", "vanilla",
+    code = main(["--plm", tiny_regression["plm"], "--train-file", tiny_regression["train"], "--validation-file",
+                 tiny_regression["dev"], "--text-columns", "text", "--label-column", "score", "--methods", "vanilla",
                  "--seeds", "2", "--n", "100", "--device", "cpu", "--no-progress", "--workers", "2",
                  "--output", str(tmp_path)])
     err = capsys.readouterr().err

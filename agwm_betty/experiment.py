@@ -289,7 +289,7 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
     ctx = RunContext(spec, train, evaluation, tokenizer, exp.cfg, seed, searched=searched,
                      model_factory=lambda: _factory(exp.plm, spec),
                      alphas_from=None if exp.alphas_from is None else saved_search(exp.alphas_from),
-                     reuse_task_weights=exp.reuse_task_weights,
+                     reuse_task_weights=exp.reuse_task_weights, keep_search=exp.save_alphas,
                      raw_train=raw[0] if raw else None, raw_eval=raw[1] if raw else None,
                      plm_path=resolve_plm(exp.plm))
     if curves:

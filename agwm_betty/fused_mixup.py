@@ -101,7 +101,9 @@ class FusedMix(torch.autograd.Function):
             full, low, a = None, None, None
         else:
             full, low = buffers.output(weight, dtype)
-            a = buffers.scratch("coefficient", weight.shape, weight)
+            # A's scratch is the first half of the backward's [G * W, G * W0] scratch: a forward
+            # never runs inside a backward that still reads it, and one buffer fewer is kept
+            a = buffers.scratch("both", (2, *weight.shape), weight)[0]
         a = torch.mm(u / rank, v, out=a)
         if convex:  # W0 + A * (W - W0)
             out = torch.sub(weight, weight0, out=full).mul_(a).add_(weight0)

@@ -94,9 +94,11 @@ def darts_paper(vector, curr, prev, sync):
     gradient descent, and Adam's per-coordinate 1/sqrt(v) scaling is not in it (`sama` and
     `darts-official` are the preconditioned readings). The finite difference is linear in its
     vector, so scaling v by eta_w before Betty's darts scales the implicit term by eta_w and
-    leaves the perturbed point W' +- eps v unchanged when all groups share one lr."""
-    scaled = [v * lr for v, lr in zip(vector, step_sizes(curr), strict=True)]
-    return alpha_darts(scaled, curr, prev, sync)
+    leaves the perturbed point W' +- eps v unchanged when all groups share one lr. v is scaled in
+    place: it is the outer step's own, used once, and a copy would cost as much memory as W."""
+    for v, lr in zip(vector, step_sizes(curr), strict=True):  # in place: v is this step's own, used once
+        v.mul_(lr)
+    return alpha_darts(vector, curr, prev, sync)
 
 
 def alpha_darts(vector, curr, prev, sync):

@@ -300,6 +300,13 @@ def set_alphas_trainable(model: nn.Module, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
+def release_buffers(model: nn.Module) -> None:
+    """Empty every mixup layer's kept W~ and scratch tensors (`MixBuffers`): a phase's buffers,
+    which the next phase would only allocate again in its own shapes and dtypes."""
+    for layer in mixup_layers(model).values():
+        layer._mix_buffers = MixBuffers()
+
+
 @torch.no_grad()
 def clamp_alphas_(model: nn.Module) -> None:
     """Project every alpha entry onto [0, 1] (after each outer update); sigmoid logits stay free."""

@@ -12,7 +12,13 @@ from agwm_betty.config import Config
 from agwm_betty.curves import RunLog
 from agwm_betty.data import blo_splits, make_loader
 from agwm_betty.hypergradients import SignalProbe
-from agwm_betty.mixup import alpha_parameters, named_task_parameters, set_alphas_trainable
+from agwm_betty.mixup import (
+    alpha_parameters,
+    mixup_layers,
+    named_task_parameters,
+    release_buffers,
+    set_alphas_trainable,
+)
 from agwm_betty.problems import build_engine, release
 from agwm_betty.train import (
     Hooks,
@@ -33,7 +39,7 @@ ALPHA_KEYS = (".alpha1", ".alpha2")
 class SearchResult:
     """What the search phase leaves behind: the K-averaged state and per-split loss traces."""
 
-    state: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor] | None  # None when the search was asked not to keep a copy (keep_state)
     split_alphas: list[dict[str, torch.Tensor]] = field(default_factory=list)
     inner_losses: list[list[float]] = field(default_factory=list)
     outer_losses: list[list[float]] = field(default_factory=list)
@@ -59,21 +65,33 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 def search_phase(
     model: nn.Module, train, tokenizer, cfg: Config, seed: int = 0, learn_alpha: bool = True,
-    log: RunLog | None = None,
+    log: RunLog | None = None, keep_state: bool = True,
 ) -> SearchResult:
     """Run the bi-level search from the same start on K random BLO-train / BLO-val splits of
     `train`, average the K results (alphas always, task weights if `cfg.average_task_weights`)
     and load the average into `model`. With `learn_alpha=False` only the inner problem runs
     (random-alpha, vanilla-matched): the identical pipeline minus learning alpha. With a `log`,
-    each split's curves go to it under `search/split<k>/`."""
+    each split's curves go to it under `search/split<k>/`. `keep_state=False` leaves
+    `SearchResult.state` None: the averaged state is then only in `model`, not in a copy beside it.
+
+    Memory: a split's engine is freed as soon as it has run (`problems.release`), the last split's
+    result is averaged in place from the model itself (the earlier splits' CPU copies are freed
+    entry by entry as they are averaged), and the mixup layers' buffers are emptied at the end."""
     cfg.validate()
     check_precision(cfg, resolve_device(cfg))
     started = time.perf_counter()
-    start = snapshot(model)
-    results, inner_losses, outer_losses, steps, signal, clamp = [], [], [], 0, [], []
+    # the state every split starts from; the mixup layers' W that still equal their W0 (kept by the
+    # layers anyway) are not copied. Dropped once the last split has started, unless the task
+    # weights are kept from it rather than averaged.
+    start, pretrained = _start_state(model, skip_pretrained=cfg.average_task_weights)
+    earlier, split_alphas, inner_losses, outer_losses, steps, signal, clamp = [], [], [], [], 0, [], []
     splits = blo_splits(len(train), cfg.K, cfg.split_ratio, seed)
-    for k, (train_idx, val_idx) in distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg)):
-        model.load_state_dict(start)
+    parallel = distributed.splits_parallel(cfg.strategy)  # the ranks run disjoint splits: meet once
+    assigned = distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg))
+    for position, (k, (train_idx, val_idx)) in enumerate(assigned):
+        _restore(model, start, pretrained)
+        if position == len(assigned) - 1 and cfg.average_task_weights:
+            start = None
         set_alphas_trainable(model, learn_alpha)
         engine, steps = _split_engine(
             model, train.select(train_idx), train.select(val_idx), tokenizer, cfg,
@@ -89,19 +107,65 @@ def search_phase(
             clamp.append(engine.outer.clamp_undone_share)
         release(engine)  # its optimisers' states and loaders go now, not at some later collection
         del engine
-        results.append(snapshot(model))
-    parallel = distributed.splits_parallel(cfg.strategy)  # the ranks ran disjoint splits: meet once
-    averaged = distributed.average_over_ranks(results, cfg.K) if parallel else average_states(results)
-    if not cfg.average_task_weights:  # keep the starting task weights, average only the alphas
-        averaged = {k: (v if k.endswith(ALPHA_KEYS) else start[k]) for k, v in averaged.items()}
-    model.load_state_dict(averaged)
+        split_alphas.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                             if k.endswith(ALPHA_KEYS)})
+        if parallel or position < len(assigned) - 1:  # the last split's result stays in the model
+            earlier.append(snapshot(model))
+    keep_start = None if cfg.average_task_weights else start  # the starting task weights, alphas averaged
+    del start
+    if parallel:
+        averaged = distributed.average_over_ranks(earlier, cfg.K)
+        if keep_start is not None:
+            averaged = {k: (v if k.endswith(ALPHA_KEYS) else keep_start[k]) for k, v in averaged.items()}
+        model.load_state_dict(averaged)
+        del averaged
+    else:
+        average_into(model, earlier, keep_start)
+    del earlier, keep_start
     set_alphas_trainable(model, False)
-    split_alphas = [{k: v for k, v in r.items() if k.endswith(ALPHA_KEYS)} for r in results]
+    release_buffers(model)  # the search's W~ and scratch: the finetune phase writes its own
     if parallel:  # every split's traces on every rank (rank 0 writes the record), in split order
         split_alphas, inner_losses, outer_losses, signal, clamp = distributed.gather_splits(
             cfg.K, split_alphas, inner_losses, outer_losses, signal, clamp)
-    return SearchResult(averaged, split_alphas, inner_losses, outer_losses, steps, time.perf_counter() - started,
-                        signal, clamp)
+    return SearchResult(snapshot(model) if keep_state else None, split_alphas, inner_losses, outer_losses, steps,
+                        time.perf_counter() - started, signal, clamp)
+
+
+def _start_state(model: nn.Module, skip_pretrained: bool) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """`snapshot(model)` less, with `skip_pretrained`, the mixup layers' task weights W that equal
+    their frozen W0 (at the start of a search, all of them): (state, names of the layers left out)."""
+    layers = mixup_layers(model) if skip_pretrained else {}
+    pretrained = [name for name, layer in layers.items() if torch.equal(layer.weight, layer.weight0)]
+    skipped = {f"{name}.weight" for name in pretrained}
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k not in skipped}
+    return state, pretrained
+
+
+@torch.no_grad()
+def _restore(model: nn.Module, state: dict[str, torch.Tensor], pretrained: list[str]) -> None:
+    """Load a `_start_state`: its entries, and W0 into the layers it left out."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {f"{name}.weight" for name in pretrained}:
+        raise RuntimeError(f"the search's start state does not fit the model: {missing[:3]}, {unexpected[:3]}")
+    layers = mixup_layers(model)
+    for name in pretrained:
+        layers[name].weight.copy_(layers[name].weight0)
+
+
+@torch.no_grad()
+def average_into(model: nn.Module, earlier: list[dict[str, torch.Tensor]],
+                 keep: dict[str, torch.Tensor] | None = None) -> None:
+    """Set `model`'s state to the mean of the `earlier` states and its own (`average_states` of them
+    all, the model's last: the same float64 sums), one entry at a time, freeing each earlier entry
+    once used. With `keep`, entries other than the alphas are set from it instead."""
+    for key, live in model.state_dict().items():
+        if keep is not None and not key.endswith(ALPHA_KEYS):
+            live.copy_(keep[key])
+        elif live.is_floating_point():
+            mean = torch.stack([s[key].double() for s in earlier] + [live.detach().to("cpu", torch.float64)]).mean(0)
+            live.copy_(mean)
+        for state in earlier:
+            state.pop(key, None)
 
 
 def _split_engine(model, blo_train, blo_val, tokenizer, cfg: Config, seed: int, learn_alpha: bool, desc: str,

@@ -92,7 +92,7 @@ def test_save_alphas_writes_each_searched_alpha_beside_its_record(tiny, tmp_path
 
 def test_finetuning_with_a_reused_alpha_gives_the_same_model_as_the_run_that_searched_it(
         tiny, finetune_starts, tmp_path):
-    searched_record, searched = run(exp(tmp_path), tiny)
+    searched_record, searched = run(exp(tmp_path, save_alphas=True), tiny)
     path = experiment.save_search(searched.search, searched_record, tmp_path / "alphas")
 
     reused_record, reused = run(exp(tmp_path, alphas_from=path, reuse_task_weights=True), tiny)
@@ -109,7 +109,7 @@ def test_finetuning_with_a_reused_alpha_gives_the_same_model_as_the_run_that_sea
 
 
 def test_a_reused_alpha_alone_finetunes_from_the_pretrained_weights(tiny, finetune_starts, tmp_path):
-    searched_record, searched = run(exp(tmp_path), tiny)
+    searched_record, searched = run(exp(tmp_path, save_alphas=True), tiny)
     path = experiment.save_search(searched.search, searched_record, tmp_path / "alphas")
     saved = reuse.load(path)
 
@@ -193,3 +193,10 @@ def test_cli_flags_reach_the_experiment_and_a_bad_file_is_one_line(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{bad}: not a saved alpha" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_keeps_its_searched_state_only_when_asked_to_save_it(tiny, tmp_path):
+    _, without = run(exp(tmp_path), tiny)
+    _, kept = run(exp(tmp_path, save_alphas=True), tiny)
+    assert without.search is None  # no copy of the model's state kept beside it
+    assert kept.search is not None and kept.search.alphas and kept.search.task_weights

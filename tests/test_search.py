@@ -118,6 +118,38 @@ def test_k_split_average_is_the_elementwise_mean(tokenizer):
         torch.testing.assert_close(value, expected.float())
 
 
+@pytest.mark.parametrize("keep_state", [True, False])
+def test_the_k_average_is_bit_for_bit_average_states_of_the_split_results(tokenizer, monkeypatch, keep_state):
+    from agwm_betty import search as search_module
+    from agwm_betty.search import snapshot
+
+    model, results, release = mixup_model(), [], search_module.release
+
+    def release_and_keep_the_split_result(engine):  # called once per split, after its engine ran
+        release(engine)
+        results.append(snapshot(model))
+
+    monkeypatch.setattr(search_module, "release", release_and_keep_the_split_result)
+    result = search_phase(model, synthetic_task(40), tokenizer, Config(**{**FAST, "K": 3}, alpha_lr=1e-2),
+                          keep_state=keep_state)
+    expected = average_states(results)
+    assert len(results) == 3 and not torch.equal(results[0]["bert.pooler.dense.weight"],
+                                                 results[1]["bert.pooler.dense.weight"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    if keep_state:
+        assert result.state.keys() == expected.keys()
+        assert all(torch.equal(result.state[k], expected[k]) for k in expected)
+    else:
+        assert result.state is None
+
+
+def test_the_search_leaves_no_buffers_in_the_mixup_layers(tokenizer):
+    model = mixup_model()
+    search_phase(model, synthetic_task(32), tokenizer, Config(**FAST))
+    assert all(not layer._mix_buffers.slots for layer in mixup_layers(model).values())
+
+
 def test_average_states_means_floats_and_keeps_integer_buffers():
     states = [{"w": torch.full((2,), float(i)), "ids": torch.arange(3) + i} for i in range(4)]
     averaged = average_states(states)

@@ -49,11 +49,13 @@ class TwoPhase(Method):
         if ctx.alphas_from is not None:
             return self.run_from_saved(ctx, model)
         alphas_before = alpha_factors(model)
+        keep = ctx.keep_search and self.mixup
         search = search_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, learn_alpha=self.learn_alpha,
-                              log=ctx.log)
+                              log=ctx.log, keep_state=keep)
         if ctx.log is not None and ctx.log.report_to != "none":  # dev metrics as the search left the model
             ctx.log.log(ctx.evaluate(model), tag="eval/search", step=search.steps_per_split)
-        saved = reuse.capture(search.state) if self.mixup else None  # with the finetune phase's random state
+        saved = reuse.capture(search.state) if keep else None  # with the finetune phase's random state
+        search.state = None
         started = time.perf_counter()
         losses = finetune_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, log=ctx.log)
         times = {"search": search.seconds, "finetune": time.perf_counter() - started}

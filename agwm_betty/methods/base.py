@@ -35,6 +35,7 @@ class RunContext:
     new_modules: list[str] = field(default_factory=list)
     alphas_from: SavedSearch | None = None  # agwm: finetune from this saved alpha, no search
     searched: SavedSearch | None = None  # the saved search of the run this one builds on (`Method.needs_search_of`)
+    keep_search: bool = False  # a two-phase run returns its searched state (`RunResult.search`, for --save-alphas)
     reuse_task_weights: bool = False  # with alphas_from: start from its searched task weights too
     log: RunLog | None = None  # the run's curves (agwm_betty.curves); None: none kept
     raw_train: Any = None  # the same examples untokenised (text_a[, text_b], label): for methods that tokenise

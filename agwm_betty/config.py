@@ -16,6 +16,7 @@ ALPHA_FORMS = ("product", "convex")  # the same names as agwm_betty.mixup.ALPHA_
 ALPHA_PARAMS = ("clamp", "sigmoid")  # the same names as agwm_betty.mixup.ALPHA_PARAMS (tested)
 ALPHA_SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
+MIXUP_IMPLS = ("fused", "dense", "compiled")  # the same names as agwm_betty.mixup.MIXUP_IMPLS (tested)
 STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
 REPORT_TO = ("none", "tensorboard", "wandb")  # the HF Trainer's --report_to names (agwm_betty.curves)
 
@@ -105,6 +106,9 @@ class Config:
 
     # systems
     precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (fp16 needs a GPU)")
+    mixup_impl: str = _f("fused", "how mixup layers form W~ and its gradients: fused (eager, the default), "
+                                  "compiled (one torch.compile'd pass each way, rank 1: fastest, least memory, "
+                                  "compiled once a process), dense (plain autograd, the reference)")
     strategy: str = _f("default", f"Betty strategy: {', '.join(STRATEGIES)} (launch with torchrun; splits: "
                                   "each process runs whole search-phase splits, at most K processes)")
     device: str = _f("", "device (empty = cuda if available, else cpu)")
@@ -161,6 +165,8 @@ class Config:
             raise ValueError(f"r3f_noise must be 'normal' or 'uniform', got {self.r3f_noise!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.mixup_impl not in MIXUP_IMPLS:
+            raise ValueError(f"unknown mixup_impl {self.mixup_impl!r}; choose from {', '.join(MIXUP_IMPLS)}")
         if self.report_to not in REPORT_TO:
             raise ValueError(f"unknown report_to {self.report_to!r}; choose from {', '.join(REPORT_TO)}")
         if self.strategy not in STRATEGIES:
@@ -209,6 +215,7 @@ SEARCH_FIELDS = (
     "K", "split_ratio", "search_epochs", "search_lr", "unroll_steps", "average_task_weights",
     "inner_optimizer", "inner_l2", "search_max_grad_norm", "repeat_inner_step",
 )
+MIXUP_FIELDS = ("mixup_impl",)  # how W~ is computed (its last bits): every method with mixup layers
 ALPHA_FIELDS = (
     "alpha_lr", "alpha_weight_decay", "alpha_beta1", "alpha_beta2", "alpha_eps", "hypergradient",
     "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std", "ift_iterations", "ift_alpha",

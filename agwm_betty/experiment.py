@@ -16,6 +16,7 @@ from agwm_betty import distributed, reuse, workers
 from agwm_betty.config import Config
 from agwm_betty.curves import RunLog, log_name, require_backend
 from agwm_betty.data import DataError, TaskSpec, get_task, load_custom, load_glue, tokenize
+from agwm_betty.fused_mixup import using as mixup_kernels
 from agwm_betty.methods import RunContext, RunResult, get_method
 from agwm_betty.metrics import compute_metrics, metric_module_spec
 from agwm_betty.plm import load_plm, resolve_plm
@@ -298,7 +299,8 @@ def run_one(exp: Experiment, data: TaskData, train, evaluation, tokenizer, task:
                          config={**about, **record["hparams"]})
     started = time.time()
     try:
-        result = method.run(ctx)
+        with mixup_kernels(exp.cfg.mixup_impl):
+            result = method.run(ctx)
         if ctx.log is not None:
             ctx.log.log(result.metrics, tag="eval/finetune", step=result.steps.get("finetune", 0))
     finally:

@@ -29,7 +29,7 @@ import weakref
 
 import torch
 
-MIXUP_IMPLS = ("fused", "dense")
+MIXUP_IMPLS = ("fused", "dense", "compiled")  # compiled: agwm_betty.compiled_mixup (rank 1; else fused)
 _impl = "fused"
 # Which of W's and the alphas' gradients the backward passes running now are asked for (see
 # `gradients_for`): autograd calls a Function's backward with every input's `needs_input_grad`,
@@ -39,7 +39,8 @@ _wanted = "all"
 
 
 def set_mixup_impl(name: str) -> None:
-    """Choose how every mixup layer forms W~ (`MIXUP_IMPLS`); "dense" is the reference autograd path."""
+    """Choose how every mixup layer forms W~ (`MIXUP_IMPLS`): "fused" (eager, kept buffers; the
+    default), "dense" (the reference autograd path) or "compiled" (`compiled_mixup`)."""
     global _impl
     if name not in MIXUP_IMPLS:
         raise ValueError(f"unknown mixup implementation {name!r}; choose from {', '.join(MIXUP_IMPLS)}")
@@ -49,6 +50,22 @@ def set_mixup_impl(name: str) -> None:
 def mixup_impl() -> str:
     """The implementation mixup layers use now (see `set_mixup_impl`)."""
     return _impl
+
+
+@contextlib.contextmanager
+def using(name: str):
+    """Within the block, mixup layers form W~ by implementation `name` (`set_mixup_impl`)."""
+    before = mixup_impl()
+    set_mixup_impl(name)
+    try:
+        yield
+    finally:
+        set_mixup_impl(before)
+
+
+def gradient_group() -> str:
+    """The gradients the backward passes running now are asked for (`gradients_for`)."""
+    return _wanted
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agwm_betty.compiled_mixup import compiled_mix
 from agwm_betty.fused_mixup import (  # noqa: F401 (MIXUP_IMPLS, set_mixup_impl re-exported)
     MIXUP_IMPLS,
     MixBuffers,
@@ -25,6 +26,7 @@ from agwm_betty.fused_mixup import (  # noqa: F401 (MIXUP_IMPLS, set_mixup_impl 
     fused_mix,
     mixup_impl,
     set_mixup_impl,
+    storage_factors,
 )
 
 try:  # GPT-2 style layers store the weight transposed (in x out)
@@ -129,6 +131,8 @@ class MixupLinear(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """W~ = F(a1, a2) * W + F(1 - a1, 1 - a2) * W0, formed once per forward. With frozen alphas it
         lives in a buffer the next forward writes again: clone it to keep it."""
+        if mixup_impl() == "compiled" and self.rank == 1:
+            return self.compiled_weight()
         if self.alpha1.requires_grad or self.alpha2.requires_grad:
             # trained alphas may be stepped without a version bump (fused Adam): no frozen cache survives
             self._frozen_cache.clear()
@@ -151,6 +155,14 @@ class MixupLinear(nn.Module):
                 a, b = self.mix_coefficients()
                 cached = self._frozen_cache[device] = (key, a, b * self.weight0)
         return cached[1], cached[2]
+
+    def compiled_weight(self) -> torch.Tensor:
+        """W~ by one compiled pass (`compiled_mixup`), trainable or frozen alphas alike: in the dtype
+        the matmul reads, from the alpha factors in their own dtype, nothing out x in kept."""
+        dtype = autocast_weight_dtype(self.weight)
+        with torch.autocast(self.alpha1.device.type, enabled=False):
+            u, v = storage_factors(*self.factors(), self.fan_in_fan_out)
+            return compiled_mix(self.weight, self.weight0, u, v, self.rank, self.form == "convex", dtype)
 
     def fused_weight(self) -> torch.Tensor:
         """W~ by one `FusedMix` node (alphas trainable): the alpha factors in their own dtype, as

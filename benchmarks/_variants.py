@@ -11,6 +11,7 @@ BETTY_SEARCH = "search-betty"
 UNROLL_PREFIX = "search-T"  # + T: the search step with one outer step every T inner steps
 HG_PREFIX = "search-hg:"  # + name: the search step with that hypergradient
 MIXUP_PREFIX = "search-mixup:"  # + impl: the search step with that mixup implementation (--compare-mixup)
+FT_MIXUP_PREFIX = "finetune-mixup:"  # + impl: the finetune step with that mixup implementation (--compare-mixup)
 REPORT_PREFIX = "search-report:"  # + logger: the search step logging its curves every step (--report-to)
 MODELS = ("minilm", "mpnet-base", "bert-large")
 # all-mpnet-base-v2's shape (--plm mpnet-base): built from it with random weights, as BERT-large's is
@@ -125,9 +126,16 @@ def build_variant(variant: str, model_name: str, cfg, tok, data):
     variant switches the mixup implementation for its own steps and back."""
     from agwm_betty.mixup import mixup_impl, set_mixup_impl
 
-    if not variant.startswith(MIXUP_PREFIX):
+    prefix = next((p for p in (MIXUP_PREFIX, FT_MIXUP_PREFIX) if variant.startswith(p)), None)
+    if prefix is None:
         return _build_variant(variant, model_name, cfg, tok, data)
-    step, impl = _build_variant("search", model_name, cfg, tok, data), variant[len(MIXUP_PREFIX):]
+    impl = variant[len(prefix):]
+    before = mixup_impl()
+    set_mixup_impl(impl)  # built with it too: a compiled step compiles in its warm-up, not in a timed round
+    try:
+        step = _build_variant("search" if prefix == MIXUP_PREFIX else "finetune", model_name, cfg, tok, data)
+    finally:
+        set_mixup_impl(before)
 
     def step_with_impl():
         before = mixup_impl()

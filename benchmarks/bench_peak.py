@@ -35,7 +35,6 @@ def child(args) -> None:
     from agwm_betty.config import Config
     from agwm_betty.data import GLUE_TASKS
     from agwm_betty.methods import RunContext, get_method
-    from agwm_betty.reuse import SavedSearch
 
     torch.set_num_threads(1)
     from _variants import build_classifier, fixed_dataset, tokenizer
@@ -48,8 +47,6 @@ def child(args) -> None:
     spec = GLUE_TASKS["sst2"]
     ctx = RunContext(spec, fixed_dataset(40, args.seq_len), fixed_dataset(16, args.seq_len), tok, cfg, 0,
                      model_factory=lambda: build_classifier(name, 2, False))
-    if method == "mean-alpha":  # needs a searched alpha: its own init stands in (same shapes, same memory)
-        ctx.searched = SavedSearch({})
     result = get_method(method).run(ctx)
     print(json.dumps({"peak": memory.peak_rss_mib(), "base": base, "metric": result.metric}))
 

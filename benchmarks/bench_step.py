@@ -103,7 +103,8 @@ for the backward), and a search step reads the device back once (darts' eps) whe
 times (Betty's loss.item() per level, four finiteness checks, two clamp-share sums): losses,
 finiteness and the clamp share stay on the device until every 16th step or a split's end
 (`tests/test_host_syncs.py` counts them). The finetune step already adds one kernel per layer each
-way (frozen alphas: W~ = A * W + the cached B * W0). torch.compile and CUDA graphs are not used.
+way (frozen alphas: W~ = A * W + the cached B * W0). CUDA graphs are not used; torch.compile only
+with `--mixup-impl compiled` or `--compare-impls compiled` (agwm_betty/compiled_mixup.py).
 """
 from __future__ import annotations
 
@@ -119,6 +120,7 @@ from _memory import measure_memory, memory_child
 from _timing import time_steps
 from _variants import (
     BETTY_SEARCH,
+    FT_MIXUP_PREFIX,
     HG_PREFIX,
     INIT_ENV,
     INITS,
@@ -169,10 +171,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="--e2e: processes of the split-parallel run (1 = none)")
     parser.add_argument("--task", default="cola", help="task of --e2e")
     parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "/work/shared/glue_data"))
-    parser.add_argument("--mixup-impl", default="fused", choices=("fused", "dense"),
-                        help="how mixup layers form W~ (agwm_betty.fused_mixup): fused, or dense (the reference)")
+    parser.add_argument("--mixup-impl", default="fused", choices=("fused", "dense", "compiled"),
+                        help="how mixup layers form W~ (agwm_betty.fused_mixup, compiled_mixup): fused, dense "
+                             "(the reference) or compiled")
     parser.add_argument("--compare-mixup", action="store_true",
-                        help=f"also time the search step with the other --mixup-impl ({MIXUP_PREFIX}<impl>)")
+                        help=f"also time the search and finetune steps with the --compare-impls "
+                             f"({MIXUP_PREFIX}<impl>, {FT_MIXUP_PREFIX}<impl>)")
+    parser.add_argument("--compare-impls", default="dense,fused",
+                        help="--compare-mixup: the other implementations (default dense,fused; not the run's own)")
     parser.add_argument("--report-to", default="none", choices=("none", "tensorboard", "wandb"),
                         help=f"also time the search step logging its curves there at every step "
                              f"({REPORT_PREFIX}<logger>; the other rows log nothing)")
@@ -284,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(amortised) > 1:
             print("  amortised search cost per inner step / vanilla (one outer step every T inner steps): "
                   + "  ".join(f"T={t} {r:.2f}" for t, r in sorted(amortised.items())))
-        for v in (v for v in med if v.startswith(MIXUP_PREFIX)):
-            print(f"  search step with mixup {v[len(MIXUP_PREFIX):]} (this run: {args.mixup_impl}): /vanilla "
+        for v in (v for v in med if v.startswith((MIXUP_PREFIX, FT_MIXUP_PREFIX))):
+            phase, impl = v.split("-mixup:")
+            print(f"  {phase} step with mixup {impl} (this run: {args.mixup_impl}): /vanilla "
                   f"{res['time_ratio'][v]:.2f}, paired {res['paired_time_ratio'][v]:.2f}; "
-                  f"{args.mixup_impl}/{v[len(MIXUP_PREFIX):]} {med['search'] / med[v]:.3f}")
+                  f"{args.mixup_impl}/{impl} {med[phase] / med[v]:.3f}")
         for v in (v for v in med if v.startswith(REPORT_PREFIX)):
             print(f"  search step logging to {v[len(REPORT_PREFIX):]} at every step (--log-every 1): /vanilla "
                   f"{res['time_ratio'][v]:.2f}, paired {res['paired_time_ratio'][v]:.2f}; /search without "

@@ -624,3 +624,57 @@ def test_unknown_mixup_impl_is_refused():
     assert MIXUP_IMPLS == ("fused", "dense")
     with pytest.raises(ValueError, match="fused, dense"):
         set_mixup_impl("triton")
+
+
+def test_config_and_layers_name_the_same_mixup_implementations():
+    from agwm_betty.config import MIXUP_IMPLS as CONFIG_IMPLS
+    from agwm_betty.mixup import MIXUP_IMPLS
+
+    assert CONFIG_IMPLS == MIXUP_IMPLS
+
+
+def _loss_and_grads(model, batch, precision):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = model(**batch).logits.float().pow(2).sum()
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("arch,form", [("bert", "product"), ("gpt2", "convex")])
+def test_the_compiled_mixup_gives_the_fused_values_and_gradients_and_keeps_no_buffers(arch, form):
+    """Tolerances: the loss within 1e-5 relative (W~ may differ by one fp32 rounding where the
+    compiled pass fuses a multiply-add; bf16 W~ are rounded from those); every gradient within
+    1e-4 relative of its tensor's largest entry (the alpha reductions sum a row or a column in
+    another order; key biases, whose true gradient is zero, are compared at 1e-9 absolute)."""
+    from agwm_betty.fused_mixup import using
+
+    for precision in ("fp32", "bf16"):
+        for frozen in (False, True):
+            results = {}
+            for impl in ("fused", "compiled"):
+                model = apply_mixup(tiny_model(arch), rank=1, init_mean=0.9, init_std=0.05, form=form)
+                set_alphas_trainable(model, not frozen)
+                with using(impl):
+                    results[impl] = _loss_and_grads(model, tiny_batch(arch), precision)
+                if impl == "compiled":
+                    assert all(not layer._mix_buffers.slots and not layer._frozen_cache
+                               for layer in mixup_layers(model).values())
+            (loss, grads), (compiled_loss, compiled_grads) = results["fused"], results["compiled"]
+            torch.testing.assert_close(compiled_loss, loss, rtol=1e-5, atol=0)
+            assert compiled_grads.keys() == grads.keys() and any("alpha" in k for k in grads) != frozen
+            for name, grad in grads.items():
+                scale = grad.abs().max().item()
+                torch.testing.assert_close(compiled_grads[name], grad, rtol=0, atol=max(1e-4 * scale, 1e-9),
+                                           msg=f"{arch} {form} {precision} frozen={frozen}: {name}")
+
+
+def test_the_compiled_mixup_leaves_other_ranks_to_the_fused_one():
+    from agwm_betty.fused_mixup import using
+
+    model = apply_mixup(tiny_model(), rank=2, init_mean=0.9, init_std=0.05)
+    reference = apply_mixup(tiny_model(), rank=2, init_mean=0.9, init_std=0.05)
+    reference.load_state_dict(model.state_dict())
+    with using("compiled"):
+        loss, grads = _loss_and_grads(model, tiny_batch(), "fp32")
+    expected, expected_grads = _loss_and_grads(reference, tiny_batch(), "fp32")
+    assert torch.equal(loss, expected) and all(torch.equal(grads[k], expected_grads[k]) for k in grads)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from agwm_betty import reuse
-from agwm_betty.config import ALPHA_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
+from agwm_betty.config import ALPHA_FIELDS, MIXUP_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 from agwm_betty.mixup import (
     alpha_factors,
@@ -116,14 +116,14 @@ def _signal_summary(search) -> dict:
 class AGWM(TwoPhase):
     name = "agwm"
     description = "attention-guided weight mixup, alpha learned by bi-level optimisation (the paper)"
-    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ALPHA_FIELDS
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ALPHA_FIELDS + MIXUP_FIELDS
 
 
 class RandomAlpha(TwoPhase):
     name = "random-alpha"
     description = "ablation: alphas ~ N(1, sigma) clipped to [0, 1] and frozen; same pipeline as agwm"
     learn_alpha = False
-    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ("rank", "sigma")
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ("rank", "sigma") + MIXUP_FIELDS
 
     def alpha_init(self, ctx: RunContext) -> tuple[float, float]:
         return 1.0, ctx.cfg.sigma
@@ -134,7 +134,7 @@ class MeanAlpha(RandomAlpha):
     description = ("ablation: random-alpha with each layer's alpha1 and alpha2 set to the means of agwm's "
                    "searched ones (same task and seed): agwm's amount of mixing per layer, no pattern")
     needs_search_of = "agwm"
-    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ALPHA_FIELDS + ("sigma",)  # agwm's search decides its alphas
+    hparams = TRAINING_FIELDS + SEARCH_FIELDS + ALPHA_FIELDS + ("sigma",) + MIXUP_FIELDS  # agwm's search: its alphas
 
     def set_alphas(self, model: nn.Module, ctx: RunContext) -> dict:
         """After random-alpha's draws (so every later random draw is random-alpha's), each layer's
@@ -169,7 +169,7 @@ class JointHooks(Hooks):
 class Joint(FinetuneMethod):
     name = "joint"
     description = "ablation: W and alpha trained together on the whole training set, no BLO"
-    hparams = TRAINING_FIELDS + ALPHA_FIELDS
+    hparams = TRAINING_FIELDS + ALPHA_FIELDS + MIXUP_FIELDS
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         cfg = ctx.cfg

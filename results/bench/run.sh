@@ -11,7 +11,9 @@
 # 5. (#34) bf16 against fp32 on this CPU, MiniLM and MPNet-base's shape, one thread, 16 x 32 tokens; the
 #    profiles of MPNet-base's three bf16 steps; 2 workers x 1 thread against 1 worker x 2 threads.
 #    Run it on an idle machine (`bash scripts/sweep.sh pause DIR` any running sweep, `resume` after).
-#   bash results/bench/run.sh [step|mixup|e2e|logging|bf16|workers]
+# 6. (#45) the same bf16 steps with the compiled mixup (--mixup-impl compiled) interleaved beside the
+#    fused (eager) one, at 16 x 32 (MiniLM fp32 and bf16, MPNet-base bf16) and 16 x 128 (MPNet-base bf16).
+#   bash results/bench/run.sh [step|mixup|e2e|logging|bf16|workers|compiled]
 #     -> results/bench/{step,mixup_ab,e2e,logging,cpu_bf16}.{txt,json}, cpu_bf16_*_profile.txt, cpu_workers.json
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,6 +51,14 @@ if [[ $part == all || $part == bf16 ]]; then
     $PY benchmarks/profile_step.py --model mpnet-base --variant $variant --precision bf16 --steps 2 --rows $rows 2>&1 \
       | grep -v -e Warning -e warnings.warn -e USDT >$OUT/cpu_bf16_${variant}_profile.txt
   done
+fi
+if [[ $part == all || $part == compiled ]]; then
+  $PY benchmarks/bench_step.py --models minilm,mpnet-base --precision fp32,bf16 --threads 1 --repeats 5 \
+    --batch-size 16 --seq-len 32 --no-memory --unrolls "" --hypergradients "" --compare-mixup --compare-impls compiled \
+    --json $OUT/cpu_bf16.json 2>&1 | grep -v -e Warning -e warnings.warn | tee $OUT/cpu_bf16.txt
+  $PY benchmarks/bench_step.py --models mpnet-base --precision bf16 --threads 1 --repeats 3 --batch-size 16 \
+    --seq-len 128 --no-memory --unrolls "" --hypergradients "" --compare-mixup --compare-impls compiled \
+    --json $OUT/cpu_bf16_seq128.json 2>&1 | grep -v -e Warning -e warnings.warn | tee $OUT/cpu_bf16_seq128.txt
 fi
 if [[ $part == all || $part == workers ]]; then
   PYTHON=$PY JSON=$OUT/cpu_workers.json bash benchmarks/bench_workers.sh

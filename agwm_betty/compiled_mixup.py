@@ -51,13 +51,24 @@ def _grad_uv(g: torch.Tensor, w: torch.Tensor, w0: torch.Tensor, u: torch.Tensor
 RECOMPILE_LIMIT = 64  # one specialisation per layer shape, dtype and form: a PLM has a handful, tests more
 
 
-@functools.cache
+FUNCTIONS = {"mix": _mix, "grad_w": _grad_w, "grad_uv": _grad_uv}
+
+
 def _compiled(name: str):
-    """The named function compiled once a process (inductor specialises it per shape and dtype)."""
+    """The named function compiled once a process (inductor specialises it per shape and dtype), or
+    the function itself, eager, under a dispatch mode (a FLOP counter, say), which compiled code
+    cannot run under."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return FUNCTIONS[name] if _get_current_dispatch_mode() is not None else _compile(name)
+
+
+@functools.cache
+def _compile(name: str):
     import torch._dynamo.config as dynamo
 
     dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
-    return torch.compile({"mix": _mix, "grad_w": _grad_w, "grad_uv": _grad_uv}[name], dynamic=False, fullgraph=True)
+    return torch.compile(FUNCTIONS[name], dynamic=False, fullgraph=True)
 
 
 def compiled_mix(weight: torch.Tensor, weight0: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rank: int,

@@ -678,3 +678,14 @@ def test_the_compiled_mixup_leaves_other_ranks_to_the_fused_one():
         loss, grads = _loss_and_grads(model, tiny_batch(), "fp32")
     expected, expected_grads = _loss_and_grads(reference, tiny_batch(), "fp32")
     assert torch.equal(loss, expected) and all(torch.equal(grads[k], expected_grads[k]) for k in grads)
+
+
+def test_under_a_flop_counter_the_compiled_mixup_runs_its_formula_eagerly():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from agwm_betty.fused_mixup import using
+
+    model = apply_mixup(tiny_model(), rank=1, init_mean=0.9, init_std=0.05)
+    with using("compiled"), FlopCounterMode(display=False) as counter:
+        _loss_and_grads(model, tiny_batch(), "fp32")
+    assert counter.get_total_flops() > 0

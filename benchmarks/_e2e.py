@@ -14,7 +14,7 @@ from _variants import UNROLL_PREFIX, build_classifier, tokenizer, unroll_of
 def e2e_estimate(t: dict[str, float], cfg, n: int) -> dict:
     """agwm / vanilla wall time at `n` examples from step counts x median step times."""
     from agwm_betty.config import Config
-    from agwm_betty.train import num_steps
+    from agwm_betty.core.train_loop import num_steps
 
     cfg = Config(K=cfg.K)  # the default schedule (3 + 3 epochs, batch 16), not the benchmark's
     search = cfg.K * num_steps(int(round(cfg.split_ratio * n)), cfg.batch_size, cfg.search_epochs)
@@ -67,15 +67,15 @@ def _e2e_rank(rank: int, world: int, port: int, args, run_cfg, out: str) -> None
                       LOCAL_RANK="0" if shared_gpu else str(rank))
     torch.set_num_threads(max(1, args.threads // world))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from agwm_betty import distributed
-    from agwm_betty.mixup import set_mixup_impl
+    from agwm_betty.core.surgery import set_mixup_impl
+    from agwm_betty.runs import torchrun
 
     set_mixup_impl(args.mixup_impl)
     data = _e2e_data(args)
     if shared_gpu:
         torch.cuda.set_device(0)
-        dist.init_process_group(backend="gloo")  # distributed.init then finds the group joined
-    distributed.init(run_cfg.device or "cpu")
+        dist.init_process_group(backend="gloo")  # torchrun.init then finds the group joined
+    torchrun.init(run_cfg.device or "cpu")
     dist.barrier()  # start the clocks together, after the data loading
     result = _e2e_run("agwm", run_cfg, data, args.e2e_model)
     if rank == 0:

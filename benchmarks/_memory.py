@@ -23,7 +23,7 @@ def memory_child(args) -> None:
     """Run in a fresh process: build one variant, step it, print its peak memory (bytes) as JSON."""
     import torch
 
-    from agwm_betty.train import resolve_device
+    from agwm_betty.core.train_loop import resolve_device
 
     model_name, variant = args.memory_child
     cfg = config(args)

@@ -20,7 +20,7 @@ from _variants import (
 
 def time_steps(model_name: str, args, cfg, tok, data) -> dict[str, list[float]]:
     """Per-variant step times (seconds), interleaved a, b, c, a, b, c, ..."""
-    from agwm_betty.train import resolve_device
+    from agwm_betty.core.train_loop import resolve_device
 
     device = resolve_device(cfg)
     other_impl = tuple(f"{prefix}{i}" for i in args.compare_impls.split(",") if i and i != args.mixup_impl

@@ -54,7 +54,7 @@ def minilm_dir() -> str:
     """Where MiniLM's config and tokenizer are read: MINILM_DIR_ENV, else the embedded package."""
     if os.environ.get(MINILM_DIR_ENV):
         return os.environ[MINILM_DIR_ENV]
-    from agwm_betty.plm import embedded_model_path
+    from agwm_betty.models.plm import embedded_model_path
 
     return str(embedded_model_path())
 
@@ -86,7 +86,7 @@ def build_classifier(name: str, num_labels: int, regression: bool, device=None):
     )
 
     if name == "minilm" and minilm_init() == "pretrained":
-        from agwm_betty.plm import load_plm
+        from agwm_betty.models.plm import load_plm
 
         loaded = load_plm("minilm", num_labels, regression)
         return loaded[0], list(loaded[-1])
@@ -124,7 +124,7 @@ def fixed_dataset(batch_size: int, seq_len: int, vocab: int = 30522):
 def build_variant(variant: str, model_name: str, cfg, tok, data):
     """A zero-argument callable doing one step of `variant` on a fresh model; a search-mixup:<impl>
     variant switches the mixup implementation for its own steps and back."""
-    from agwm_betty.mixup import mixup_impl, set_mixup_impl
+    from agwm_betty.core.surgery import mixup_impl, set_mixup_impl
 
     prefix = next((p for p in (MIXUP_PREFIX, FT_MIXUP_PREFIX) if variant.startswith(p)), None)
     if prefix is None:
@@ -148,10 +148,10 @@ def build_variant(variant: str, model_name: str, cfg, tok, data):
 
 
 def _build_variant(variant: str, model_name: str, cfg, tok, data):
+    from agwm_betty.core.phases import _split_engine
+    from agwm_betty.core.surgery import HEAD_MODULES, apply_mixup, named_task_parameters, set_alphas_trainable
+    from agwm_betty.core.train_loop import TrainStep, decay_groups, resolve_device
     from agwm_betty.data import make_loader
-    from agwm_betty.mixup import HEAD_MODULES, apply_mixup, named_task_parameters, set_alphas_trainable
-    from agwm_betty.search import _split_engine
-    from agwm_betty.train import TrainStep, decay_groups, resolve_device
 
     device = resolve_device(cfg)
     model, new_modules = build_model(model_name, device)
@@ -168,7 +168,7 @@ def _build_variant(variant: str, model_name: str, cfg, tok, data):
         if variant.startswith(REPORT_PREFIX):  # every step a log step: the upper bound of logging's cost
             import tempfile
 
-            from agwm_betty.curves import RunLog
+            from agwm_betty.runs.run_log import RunLog
 
             run_cfg = dataclasses.replace(run_cfg, log_every=1)
             log = RunLog(tempfile.mkdtemp(prefix="bench-curves-"), "bench", variant[len(REPORT_PREFIX):], 1)

@@ -32,11 +32,11 @@ def child(args) -> None:
     """One run in this fresh process; prints its peak and base as JSON."""
     import torch
 
-    from agwm_betty import memory
     from agwm_betty.config import Config
+    from agwm_betty.core.fused_kernels import using
     from agwm_betty.data import GLUE_TASKS
-    from agwm_betty.fused_mixup import using
     from agwm_betty.methods import RunContext, get_method
+    from agwm_betty.runs import memory
 
     torch.set_num_threads(1)
     from _variants import build_classifier, fixed_dataset, tokenizer

@@ -1,10 +1,11 @@
-"""Does a process that runs many runs stay flat? Its resident size after each of eight MiniLM runs
+"""Does a process that runs many runs stay flat? Its resident size after each of eight runs (MiniLM, or `--plm`)
 (agwm and vanilla alternating, one process, the sweep's own loop), with what a run held freed as
 the package frees it now, and beside it, in a second process, as before #45 (the split's Betty
 engine left to the garbage collector, no `malloc_trim`).
 
     .venv/bin/python benchmarks/bench_rss.py                   # both, side by side (~10 min, one thread each)
     .venv/bin/python benchmarks/bench_rss.py --runs 4 --n 32   # quicker
+    .venv/bin/python benchmarks/bench_rss.py --plm mpnet-base-bf16 --precision bf16   # MPNet-base, as the sweeps run it
 
 Prints one line per run: the method, RSS after the run (MiB) in each process, and each process's
 high-water mark so far. The data: SST-2 from --data-dir, the embedded MiniLM, `--max-steps` steps a phase.
@@ -26,20 +27,21 @@ def child(args) -> None:
     """One process: the runs in sequence, a JSON line per run with its RSS and high-water mark."""
     import torch
 
-    from agwm_betty import memory, search
     from agwm_betty.config import Config
-    from agwm_betty.experiment import Experiment
-    from agwm_betty.sweep import run_sweep
+    from agwm_betty.core import phases
+    from agwm_betty.runs import memory
+    from agwm_betty.runs.experiment import Experiment
+    from agwm_betty.runs.sweep import run_sweep
 
     torch.set_num_threads(1)
     if args.child == "before":
-        search.release = lambda engine: None
+        phases.release = lambda engine: None
         memory.trim = lambda: None
     seeds = tuple(range((args.runs + 1) // 2))
-    exp = Experiment(plm="minilm", tasks=("sst2",), methods=("agwm", "vanilla"), seeds=seeds, n=args.n,
+    exp = Experiment(plm=args.plm, tasks=("sst2",), methods=("agwm", "vanilla"), seeds=seeds, n=args.n,
                      data_dir=args.data_dir, output=Path(args.output) / args.child,
                      cfg=Config(K=2, max_steps=args.max_steps, search_epochs=1, batch_size=16, device="cpu",
-                                progress=False, eval_batch_size=64))
+                                progress=False, eval_batch_size=64, precision=args.precision))
     done = []
 
     def said(line: str) -> None:
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64, help="training examples a run (default 64)")
     parser.add_argument("--max-steps", type=int, default=6, help="steps a phase (default 6)")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "glue_data"))
+    parser.add_argument("--plm", default="minilm", help="the PLM (default minilm; mpnet-base-bf16 after its setup)")
+    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
     parser.add_argument("--output", default="/tmp/bench_rss")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -72,8 +76,9 @@ def main() -> None:
     for mode, proc in procs.items():
         if proc.wait() != 0:
             sys.exit(f"the {mode} process failed (exit {proc.returncode})")
-    print(f"RSS of one process after each run (MiB), MiniLM, SST-2 n = {args.n}, {args.max_steps} steps a phase, "
-          "K = 2, one thread; 'now' frees a run as the package does, 'before' as before #45")
+    print(f"RSS of one process after each run (MiB), {args.plm} {args.precision}, SST-2 n = {args.n}, "
+          f"{args.max_steps} steps a phase, K = 2, one thread; 'now' frees a run as the package does, 'before' as "
+          "before #45")
     print(f"{'run':>3}  {'method':<28} {'now':>8} {'before':>8}   {'peak now':>9} {'peak before':>11}")
     for now, before in zip(rows["now"], rows["before"], strict=True):
         print(f"{now['run']:>3}  {now['what']:<28} {now['rss']:>8.0f} {before['rss']:>8.0f}   "

@@ -25,10 +25,10 @@ Each variant draws its batch from a `data.make_loader` loader, as in training.
           (T - 1 plain inner steps and one that triggers the outer step), reported per inner
           step: the amortised search cost (T * inner + outer) / T.
   (c, log) search-report:<logger> (`--report-to tensorboard` or `wandb`): the search step logging its
-          curves (agwm_betty.curves) at every step, the upper bound of what logging costs; every
+          curves (agwm_betty.runs.run_log) at every step, the upper bound of what logging costs; every
           other variant logs nothing.
   (c, dense)  search-mixup:dense (`--compare-mixup`): the search step with the dense mixup
-          (`agwm_betty.fused_mixup`), the "before" of #25, interleaved with the fused one (or the
+          (`agwm_betty.core.fused_kernels`), the "before" of #25, interleaved with the fused one (or the
           other way round with `--mixup-impl dense`). The finetune step is the same in both.
 BERT-large is built from its config with random weights on the device (BENCH_BERT_LARGE_LAYERS=1
 keeps its widths with one layer, for a rehearsal on a CPU).
@@ -97,14 +97,14 @@ Betty synchronises with the GPU ~7 times a step (loss.item(), ||v||.item(), fini
 On a 16 ms MiniLM step or a bf16 BERT-large step the GPU then waits for the CPU.
 
 #25 (the rows above are from before it; `gpu_bench.sh` measures it on the next GPU): the mixup
-layers form W~ in one custom autograd node (`agwm_betty/fused_mixup.py`: 4 passes over out x in
+layers form W~ in one custom autograd node (`agwm_betty/core/fused_kernels.py`: 4 passes over out x in
 per forward instead of ~6, at most 6 per backward instead of ~10, and no coefficient matrix kept
 for the backward), and a search step reads the device back once (darts' eps) where it read it 9
 times (Betty's loss.item() per level, four finiteness checks, two clamp-share sums): losses,
 finiteness and the clamp share stay on the device until every 16th step or a split's end
 (`tests/test_host_syncs.py` counts them). The finetune step already adds one kernel per layer each
 way (frozen alphas: W~ = A * W + the cached B * W0). CUDA graphs are not used; torch.compile only
-with `--mixup-impl compiled` or `--compare-impls compiled` (agwm_betty/compiled_mixup.py).
+with `--mixup-impl compiled` or `--compare-impls compiled` (agwm_betty/core/compiled_kernels.py).
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", default="cola", help="task of --e2e")
     parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR", "/work/shared/glue_data"))
     parser.add_argument("--mixup-impl", default="fused", choices=("fused", "dense", "compiled"),
-                        help="how mixup layers form W~ (agwm_betty.fused_mixup, compiled_mixup): fused, dense "
+                        help="how mixup layers form W~ (agwm_betty.core.fused_kernels, compiled_kernels): fused, dense "
                              "(the reference) or compiled")
     parser.add_argument("--compare-mixup", action="store_true",
                         help=f"also time the search and finetune steps with the --compare-impls "
@@ -197,11 +197,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         from agwm_betty.config import HYPERGRADIENTS
 
         args.hypergradients = HYPERGRADIENTS
-    from agwm_betty.hypergradients import resolve_hypergradient
+    from agwm_betty.core.registry import check_hypergradient
 
     for name in args.hypergradients:  # a bad name fails here, not after the other variants' timing
         try:
-            resolve_hypergradient(name)
+            check_hypergradient(name, load=True)
         except ValueError as err:
             parser.error(str(err))
     if args.quick:
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ[INIT_ENV] = args.init  # the memory subprocesses and split-parallel ranks read it
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from agwm_betty.mixup import set_mixup_impl
+    from agwm_betty.core.surgery import set_mixup_impl
 
     set_mixup_impl(args.mixup_impl)
     if args.memory_child:
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from agwm_betty.train import resolve_device
+    from agwm_betty.core.train_loop import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

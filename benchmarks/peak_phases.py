@@ -29,11 +29,12 @@ def main() -> None:
     import torch
 
     from _variants import build_classifier, fixed_dataset, tokenizer
-    from agwm_betty import hypergradients, memory, problems
     from agwm_betty.config import Config
+    from agwm_betty.core import hypergradients, problems
+    from agwm_betty.core.fused_kernels import using
     from agwm_betty.data import GLUE_TASKS
-    from agwm_betty.fused_mixup import using
     from agwm_betty.methods import RunContext, get_method
+    from agwm_betty.runs import memory
 
     torch.set_num_threads(1)
     peaks: dict[str, float] = {}

@@ -13,7 +13,7 @@ import pandas as pd
 
 from agwm_betty.report import load_runs
 from agwm_betty.report.confirm import collapse_table, confirmation_table, with_holm
-from agwm_betty.report.records import pair_by_seed
+from agwm_betty.report.selection import pair_by_seed
 from agwm_betty.report.stats import paired_summary
 
 ROOT = Path(__file__).resolve().parents[1]

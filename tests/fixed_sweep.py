@@ -26,8 +26,9 @@ def run(root: Path) -> list[dict]:
 
     sys.path.insert(0, str(HERE))
     from agwm_betty.config import Config
-    from agwm_betty.experiment import CustomTask, Experiment
-    from agwm_betty.sweep import run_sweep
+    from agwm_betty.methods.reinit import ReInitConfig
+    from agwm_betty.runs.experiment import CustomTask, Experiment
+    from agwm_betty.runs.sweep import run_sweep
     from tiny_models import save_tiny_plm, write_tiny_dataset
 
     torch.set_num_threads(1)
@@ -36,7 +37,7 @@ def run(root: Path) -> list[dict]:
     exp = Experiment(plm=str(root / "plm"), custom=CustomTask(str(train), str(dev), ["text"], "score"),
                      methods=METHODS, seeds=(0, 1), n=12, output=root / "out", save_alphas=True,
                      cfg=Config(K=2, max_steps=2, search_epochs=1, batch_size=4, device="cpu", progress=False,
-                                reinit_layers=1))
+                                methods={"reinit": ReInitConfig(reinit_layers=1)}))
     run_sweep(exp, log=lambda *_: None)
     return [json.loads(line) for line in (root / "out" / "runs.jsonl").read_text().splitlines()]
 

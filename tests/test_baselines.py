@@ -7,20 +7,36 @@ import torch
 from torch import nn
 
 from agwm_betty.config import Config
+from agwm_betty.core.phases import finetune_phase
+from agwm_betty.core.train_loop import decay_groups, predict, task_loss, train_loop
 from agwm_betty.data import get_task, load_glue, make_loader, subsample, tokenize
 from agwm_betty.methods import FinetuneMethod, RunContext, base, get_method
 from agwm_betty.methods.consistency import R3FLoss, RDropLoss, symmetric_kl
-from agwm_betty.methods.mixout import MixoutLinear, apply_mixout, merge_mixout
-from agwm_betty.methods.parameter_efficient import LoRA, PrefixTuning, PromptTuning
-from agwm_betty.methods.reinit import ReInit, transformer_layers
-from agwm_betty.methods.soup import member_seed
-from agwm_betty.methods.subnetwork import ChildTuningD, DPSHooks, layer_weight_matrices, top_fraction
-from agwm_betty.metrics import compute_metrics
-from agwm_betty.search import finetune_phase
-from agwm_betty.train import decay_groups, predict, task_loss, train_loop
+from agwm_betty.methods.mixout import MixoutConfig, MixoutLinear, apply_mixout, merge_mixout
+from agwm_betty.methods.parameter_efficient import (
+    LoRA,
+    LoRAConfig,
+    PrefixConfig,
+    PrefixTuning,
+    PromptConfig,
+    PromptTuning,
+)
+from agwm_betty.methods.reinit import ReInit, ReInitConfig, transformer_layers
+from agwm_betty.methods.soup import SoupConfig, member_seed
+from agwm_betty.methods.subnetwork import (
+    ChildTuningConfig,
+    ChildTuningD,
+    DPSConfig,
+    DPSHooks,
+    layer_weight_matrices,
+    top_fraction,
+)
+from agwm_betty.metrics.scores import compute_metrics
 from synthetic import REGRESSION_SPEC, SPEC, synthetic_task
 from tiny_models import ARCHITECTURES, tiny_batch, tiny_model
 
+FAST_ADAPTERS = {"lora": LoRAConfig(lora_lr=1e-2), "prefix": PrefixConfig(prefix_lr=1e-2),
+                 "prompt": PromptConfig(prompt_lr=1e-2)}
 FAST = dict(epochs=1, progress=False, batch_size=8)
 BASELINES = ("mixout", "r3f", "rdrop", "reinit", "child-tuning-d", "dps", "lora", "prefix", "prompt", "soup")
 
@@ -55,7 +71,8 @@ def test_every_baseline_runs_and_reports_a_finite_metric(tokenizer, name, regres
     spec = REGRESSION_SPEC if regression else SPEC
     method = get_method(name)
     assert method.applies_to(spec) is None
-    result = method.run(context(tokenizer, Config(**FAST, soup_size=2, reinit_layers=1), spec=spec))
+    cfg = Config(**FAST, methods={"soup": SoupConfig(soup_size=2), "reinit": ReInitConfig(reinit_layers=1)})
+    result = method.run(context(tokenizer, cfg, spec=spec))
     assert math.isfinite(result.metric) and -100 <= result.metric <= 100
     assert result.steps["finetune"] == (12 if name == "soup" else 6)
     assert result.alphas is None
@@ -64,11 +81,13 @@ def test_every_baseline_runs_and_reports_a_finite_metric(tokenizer, name, regres
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_baseline_declares_its_own_hyperparameters(name):
     method = get_method(name)
-    assert method.description and set(method.hparams) <= set(Config.field_names())
+    own_fields = {f.name for f in dataclasses.fields(method.config_class)}
+    assert method.description and set(method.hparams) <= set(Config.field_names()) | own_fields
+    assert not own_fields & set(Config.field_names())  # a baseline's options are its own, not the shared config's
     own = {"mixout": "mixout_p", "r3f": "r3f_lambda", "rdrop": "rdrop_alpha", "reinit": "reinit_layers",
            "child-tuning-d": "child_p", "dps": "dps_ur", "lora": "lora_r", "prefix": "num_virtual_tokens",
            "prompt": "num_virtual_tokens", "soup": "soup_size"}[name]
-    assert own in method.hparams
+    assert own in method.hparams and own in own_fields
 
 
 @pytest.mark.parametrize("spec", [SPEC, REGRESSION_SPEC], ids=["classification", "regression"])
@@ -96,7 +115,8 @@ def test_evaluation_batches_by_length_and_scores_as_in_the_original_order(tokeni
 
 def test_mixout_at_p0_trains_exactly_like_vanilla(tokenizer):
     vanilla = get_method("vanilla").run(context(tokenizer, Config(**FAST)))
-    mixout = get_method("mixout").run(context(tokenizer, Config(**FAST, mixout_p=0.0)))
+    at_zero = Config(**FAST, methods={"mixout": MixoutConfig(mixout_p=0.0)})
+    mixout = get_method("mixout").run(context(tokenizer, at_zero))
     assert mixout.metrics == vanilla.metrics
     assert states_equal(mixout.model, vanilla.model)
 
@@ -203,7 +223,7 @@ def test_transformer_layers_are_found_bottom_to_top_in_every_architecture(arch):
 
 
 def test_reinit_redraws_exactly_the_pooler_and_top_layers_of_a_loaded_model(tokenizer):
-    ctx = context(tokenizer, Config(**FAST, reinit_layers=1))
+    ctx = context(tokenizer, Config(**FAST, methods={"reinit": ReInitConfig(reinit_layers=1)}))
     model = ctx.new_model()
     with torch.no_grad():
         for p in model.parameters():
@@ -222,7 +242,7 @@ def test_reinit_redraws_exactly_the_pooler_and_top_layers_of_a_loaded_model(toke
         else:
             assert 0.015 < p.std().item() < 0.025 and abs(p.mean().item()) < 0.01, name  # N(0, 0.02^2)
     with pytest.raises(ValueError, match="reinit_layers=3 but the model has 2"):
-        ReInit().prepare(model, dataclasses.replace(ctx, cfg=Config(reinit_layers=3)))
+        ReInit().prepare(model, dataclasses.replace(ctx, cfg=Config(methods={"reinit": ReInitConfig(reinit_layers=3)})))
 
 
 # ---------------------------------------------------------------- child-tuning-d, dps
@@ -235,7 +255,8 @@ def test_top_fraction_keeps_the_top_scores_under_one_global_threshold():
 
 
 def test_child_tuning_updates_only_the_selected_parameters(tokenizer):
-    cfg = Config(**FAST, child_p=0.3, lr=1e-3, weight_decay=0.1)  # large decay: it must not leak
+    cfg = Config(**FAST, lr=1e-3, weight_decay=0.1,
+                 methods={"child-tuning-d": ChildTuningConfig(child_p=0.3)})  # large decay: it must not leak
     ctx = context(tokenizer, cfg)
     model = ctx.new_model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -296,7 +317,8 @@ def test_dps_updates_only_the_selected_entries_of_each_matrix_in_a_sparse_period
 
 
 def test_dps_period_is_the_update_ratio_of_the_run(tokenizer):
-    ctx = context(tokenizer, Config(**{**FAST, "batch_size": 4}, dps_ur=0.2))  # 48 examples: 12 steps
+    cfg = Config(**{**FAST, "batch_size": 4}, methods={"dps": DPSConfig(dps_ur=0.2)})
+    ctx = context(tokenizer, cfg)  # 48 examples: 12 steps
     assert get_method("dps").hooks(ctx.new_model(), ctx).period == 2
 
 
@@ -305,7 +327,7 @@ def test_dps_period_is_the_update_ratio_of_the_run(tokenizer):
 
 @pytest.mark.parametrize("method", [LoRA(), PrefixTuning(), PromptTuning()], ids=lambda m: m.name)
 def test_parameter_efficient_methods_keep_the_plm_frozen(tokenizer, method):
-    cfg = Config(**FAST, lora_lr=1e-2, prefix_lr=1e-2, prompt_lr=1e-2)
+    cfg = Config(**FAST, methods=FAST_ADAPTERS)
     ctx = context(tokenizer, cfg)
     model = method.prepare(ctx.new_model(), ctx)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -319,7 +341,7 @@ def test_parameter_efficient_methods_keep_the_plm_frozen(tokenizer, method):
 
 
 def test_lora_merges_into_a_plain_model_with_the_same_predictions(tokenizer):
-    ctx = context(tokenizer, Config(**FAST, lora_lr=1e-2, prefix_lr=1e-2, prompt_lr=1e-2))
+    ctx = context(tokenizer, Config(**FAST, methods=FAST_ADAPTERS))
     method = LoRA()
     model = method.prepare(ctx.new_model(), ctx)
     finetune_phase(model, ctx.train, tokenizer, ctx.cfg, seed=0, lr=method.learning_rate(ctx))
@@ -354,7 +376,7 @@ def test_prefix_and_prompt_models_save_as_peft_adapters(tokenizer, tmp_path, met
 
 
 def test_soup_weights_are_the_elementwise_mean_of_its_members(tokenizer):
-    ctx = context(tokenizer, Config(**FAST, soup_size=2), seed=3)
+    ctx = context(tokenizer, Config(**FAST, methods={"soup": SoupConfig(soup_size=2)}), seed=3)
     soup = get_method("soup").run(ctx)
     members = [FinetuneMethod().train(dataclasses.replace(ctx, seed=member_seed(3, i)))[0] for i in range(2)]
     assert member_seed(3, 0) == 3 and soup.diagnostics["member_seeds"] == [3, 1003]
@@ -379,10 +401,12 @@ def cola(glue_dir, tokenizer):
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_baseline_takes_two_steps_on_minilm_and_real_cola(cola, tokenizer, name):
-    from agwm_betty.plm import load_plm
+    from agwm_betty.models.plm import load_plm
 
     spec, train, eval_ = cola
-    cfg = Config(max_steps=2, batch_size=8, progress=False, soup_size=2, num_virtual_tokens=4)
+    cfg = Config(max_steps=2, batch_size=8, progress=False, methods={
+        "soup": SoupConfig(soup_size=2), "prefix": PrefixConfig(num_virtual_tokens=4),
+        "prompt": PromptConfig(num_virtual_tokens=4)})
     ctx = RunContext(spec, train, eval_, tokenizer, cfg, seed=0,
                      model_factory=lambda: (lambda m, _, new: (m, new))(*load_plm("minilm", spec.num_labels)))
     result = get_method(name).run(ctx)
@@ -394,10 +418,15 @@ def test_every_baseline_takes_two_steps_on_minilm_and_real_cola(cola, tokenizer,
 def test_parameter_efficient_methods_train_at_their_own_learning_rate(tokenizer, method):
     """Not at --lr, the full-finetuning rate at which adapters barely move; and a change of a
     method's own rate is a different run, a change of another method's rate is not."""
-    own = {"lora": "lora_lr", "prefix": "prefix_lr", "prompt": "prompt_lr"}[method.name]
-    other = next(f for f in ("lora_lr", "prefix_lr", "prompt_lr") if f != own)
-    cfg = Config(**{**FAST, "lr": 1e-5}, **{own: 7e-3})
-    assert method.learning_rate(context(tokenizer, cfg)) == 7e-3
-    hparams = cfg.to_dict(method.hparams)
-    assert cfg.to_dict(method.hparams) != Config(**{**FAST, "lr": 1e-5}, **{own: 8e-3}).to_dict(method.hparams)
-    assert Config(**{**FAST, "lr": 1e-5}, **{own: 7e-3, other: 1.0}).to_dict(method.hparams) == hparams
+    def config(rate: float, other_rate: float = 3e-3) -> Config:
+        """--lr 1e-5; this method's own rate `rate`, every other adapter method's `other_rate`."""
+        methods = {name: cls(**{cls.__name__.replace("Config", "").lower() + "_lr": other_rate})
+                   for name, cls in (("lora", LoRAConfig), ("prefix", PrefixConfig), ("prompt", PromptConfig))}
+        methods[method.name] = method.config_class(**{method.lr_field: rate})
+        return Config(**{**FAST, "lr": 1e-5}, methods=methods)
+
+    assert method.learning_rate(context(tokenizer, config(7e-3))) == 7e-3
+    hparams = method.record_hparams(config(7e-3))
+    assert hparams[method.lr_field] == 7e-3
+    assert method.record_hparams(config(8e-3)) != hparams
+    assert method.record_hparams(config(7e-3, other_rate=1.0)) == hparams

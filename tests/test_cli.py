@@ -62,7 +62,7 @@ def test_sweep_survives_kill_resumes_and_then_does_nothing(glue_dir, tmp_path):
 
 def test_changed_hyperparameters_are_new_runs(glue_dir, tmp_path):
     from agwm_betty.config import Config
-    from agwm_betty.experiment import Experiment, base_record
+    from agwm_betty.runs.experiment import Experiment, base_record
 
     exp = Experiment(tasks=("cola",), methods=("agwm", "vanilla"), seeds=(0,), cfg=Config(K=2))
     other = Experiment(tasks=("cola",), methods=("agwm", "vanilla"), seeds=(0,), cfg=Config(K=3))
@@ -73,12 +73,14 @@ def test_changed_hyperparameters_are_new_runs(glue_dir, tmp_path):
 
 def test_a_record_made_before_a_field_existed_is_still_the_same_run():
     from agwm_betty.config import Config
-    from agwm_betty.experiment import Experiment, base_record, run_id
+    from agwm_betty.methods import setting_defaults
+    from agwm_betty.runs.experiment import Experiment, base_record
+    from agwm_betty.runs.records import run_id
 
     exp = Experiment(tasks=("cola",), methods=("agwm",), seeds=(0,), cfg=Config(K=2, hypergradient="darts"))
     record = base_record(exp, "cola", 0, "agwm")
     older = {**record, "hparams": {k: v for k, v in record["hparams"].items() if k != "alpha_param"}}
-    assert run_id(older) == record["run_id"]
+    assert run_id(older, setting_defaults()) == record["run_id"]
     # a value away from today's default stays in the identity, even where it was once the default
     newer = Experiment(tasks=("cola",), methods=("agwm",), seeds=(0,), cfg=Config(K=2))
     assert base_record(newer, "cola", 0, "agwm")["run_id"] != record["run_id"]
@@ -136,24 +138,26 @@ def test_custom_dataset_runs_through_the_same_protocol(tmp_path, glue_dir):
 
 
 def test_a_method_that_does_not_apply_reports_vanilla_with_a_note(tokenizer, monkeypatch):
-    import agwm_betty.experiment as experiment
+    import agwm_betty.runs.experiment as experiment
+    import agwm_betty.runs.single_run as single_run
     from agwm_betty.config import Config
     from synthetic import REGRESSION_SPEC, synthetic_task
     from tiny_models import tiny_model
 
-    monkeypatch.setattr(experiment, "_factory", lambda plm, spec: (tiny_model("bert", num_labels=1).train(),
+    monkeypatch.setattr(single_run, "_factory", lambda plm, spec: (tiny_model("bert", num_labels=1).train(),
                                                                     ["classifier"]))
     exp = experiment.Experiment(methods=("r3f",), seeds=(0,), cfg=Config(max_steps=2, progress=False))
-    data = experiment.TaskData(REGRESSION_SPEC, None, synthetic_task(16, seed=2, regression=True))
-    record, _ = experiment.run_one(exp, data, synthetic_task(16, regression=True), data.eval, tokenizer,
+    data = single_run.TaskData(REGRESSION_SPEC, None, synthetic_task(16, seed=2, regression=True))
+    record, _ = single_run.run_one(exp, data, synthetic_task(16, regression=True), data.eval, tokenizer,
                                    "synthetic-reg", 0, "r3f")
     assert record["method"] == "r3f" and "vanilla finetuning reported instead" in record["note"]
-    assert record["hparams"] == exp.cfg.to_dict(experiment.get_method("r3f").hparams)
+    assert record["hparams"] == experiment.get_method("r3f").record_hparams(exp.cfg)
     assert record["metric_name"] == "spearman" and record["steps"] == {"finetune": 2}
 
 
 def test_a_record_names_the_commit_its_code_ran_and_whether_it_was_edited(tmp_path):
-    from agwm_betty.experiment import code_commit, versions
+    from agwm_betty.runs import versions as module
+    from agwm_betty.runs.versions import code_commit, versions
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     edited = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "agwm_betty"], cwd=ROOT,
@@ -162,12 +166,10 @@ def test_a_record_names_the_commit_its_code_ran_and_whether_it_was_edited(tmp_pa
     code_commit.cache_clear()
     outside = tmp_path / "not_a_checkout"
     outside.mkdir()
-    import agwm_betty.experiment as experiment
-
-    original = experiment.__file__
+    original = module.__file__
     try:  # the package installed outside any git checkout: no commit claimed
-        experiment.__file__ = str(outside / "experiment.py")
+        module.__file__ = str(outside / "runs" / "versions.py")
         assert code_commit() is None
     finally:
-        experiment.__file__ = original
+        module.__file__ = original
         code_commit.cache_clear()

@@ -1,4 +1,4 @@
-"""Spec of a run's curves (agwm_betty.curves): the curves file every run writes, TensorBoard through
+"""Spec of a run's curves (agwm_betty.runs.curve_files): the curves file every run writes, TensorBoard through
 Betty's logger in the run's own directory, --report-to and --log-every."""
 import json
 import sys
@@ -8,11 +8,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agwm_betty.experiment as experiment
-from agwm_betty import curves
+import agwm_betty.runs.experiment as experiment
+import agwm_betty.runs.single_run as single_run
 from agwm_betty.config import Config
-from agwm_betty.curves import Curve, RunLog, hypergradient_norms, read_curves
-from agwm_betty.mixup import apply_mixup
+from agwm_betty.core.surgery import apply_mixup
+from agwm_betty.runs import curve_files, run_log
+from agwm_betty.runs.curve_files import Curve, read_curves
+from agwm_betty.runs.run_log import RunLog, hypergradient_norms
 from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
@@ -28,11 +30,11 @@ def tiny_run(root: Path, tokenizer, method: str, report_to: str, **cfg) -> tuple
     cwd.mkdir(parents=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
-        mp.setattr(experiment, "_factory", lambda plm, spec: (tiny_model("bert").train(), ["classifier"]))
+        mp.setattr(single_run, "_factory", lambda plm, spec: (tiny_model("bert").train(), ["classifier"]))
         exp = experiment.Experiment(methods=(method,), seeds=(0,), output=out,
                                     cfg=Config(**{**TINY, **cfg}, report_to=report_to))
-        data = experiment.TaskData(SPEC, None, synthetic_task(16, seed=2))
-        record, _ = experiment.run_one(exp, data, synthetic_task(40), data.eval, tokenizer, "synthetic", 0, method,
+        data = single_run.TaskData(SPEC, None, synthetic_task(16, seed=2))
+        record, _ = single_run.run_one(exp, data, synthetic_task(40), data.eval, tokenizer, "synthetic", 0, method,
                                        curves=True)
     return record, out
 
@@ -52,7 +54,7 @@ def scalars(log_dir: Path) -> dict[str, list]:
 def test_a_tensorboard_run_writes_both_phases_curves_into_its_own_directory(agwm_tensorboard):
     record, out = agwm_tensorboard
     log_dir = out / record["log_dir"]
-    assert log_dir == out / "tb" / curves.log_name(record) and list(log_dir.glob("events.out.tfevents.*"))
+    assert log_dir == out / "tb" / curve_files.log_name(record) and list(log_dir.glob("events.out.tfevents.*"))
     assert not (out.parent / "cwd" / "betty_tensorboard").exists()  # Betty's default path is never used
     series = scalars(log_dir)
     search_points = record["steps"]["search_per_split"] // LOG_EVERY
@@ -71,7 +73,7 @@ def test_a_tensorboard_run_writes_both_phases_curves_into_its_own_directory(agwm
 
 def test_the_curves_file_holds_what_tensorboard_shows(agwm_tensorboard):
     record, out = agwm_tensorboard
-    assert record["curves_file"] == f"curves/{curves.log_name(record)}.jsonl"
+    assert record["curves_file"] == f"curves/{curve_files.log_name(record)}.jsonl"
     written = read_curves(out / record["curves_file"])
     series = scalars(out / record["log_dir"])
     assert set(written) == set(series)
@@ -102,7 +104,7 @@ def test_every_run_writes_its_curves_file_without_a_logger(tmp_path, tokenizer):
 
 
 def test_search_statistics_are_taken_at_log_steps_only(tmp_path, tokenizer, monkeypatch):
-    import agwm_betty.problems as problems
+    import agwm_betty.core.problems as problems
 
     calls = []
     original = problems.alpha_curves
@@ -113,7 +115,7 @@ def test_search_statistics_are_taken_at_log_steps_only(tmp_path, tokenizer, monk
 
 @pytest.mark.parametrize("report_to", ["tensorboard", "wandb"])
 def test_a_missing_extra_exits_2_saying_what_to_install(report_to, monkeypatch, capsys, tmp_path, glue_dir):
-    from agwm_betty.cli.glue import main
+    from agwm_betty.cli.agwm_glue import main
 
     monkeypatch.setitem(sys.modules, report_to, None)  # the package cannot be imported
     code = main(["--tasks", "rte", "--seeds", "1", "--n", "8", "--data-dir", str(glue_dir), "--output",
@@ -160,7 +162,7 @@ def test_scoped_views_share_one_curves_file(tmp_path):
 
 
 def test_the_report_opens_on_the_outer_level_and_draws_the_curves_beside_old_records(agwm_tensorboard, tmp_path):
-    from agwm_betty.cli.report import main
+    from agwm_betty.cli.agwm_report import main
 
     record, out = agwm_tensorboard
     old = {k: v for k, v in record.items() if k not in ("curves_file", "log_dir")}  # a record from before curves
@@ -215,8 +217,8 @@ READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
 
 def host_reads_of_a_search(tokenizer, log_every: int | None, tmp_path: Path) -> int:
     """Reads of device values (each one a host sync on a GPU) over a 4-step search of one split."""
-    from agwm_betty.mixup import apply_mixup
-    from agwm_betty.search import _split_engine
+    from agwm_betty.core.phases import _split_engine
+    from agwm_betty.core.surgery import apply_mixup
 
     torch.manual_seed(0)
     model = apply_mixup(tiny_model("bert").train())
@@ -254,7 +256,7 @@ def test_alpha_curves_follow_the_model_to_another_device_than_their_start():
     # a lent H200 failed every agwm run here. "meta" stands in for the GPU on a CPU-only machine.
     model = tiny_model()
     apply_mixup(model)
-    start = curves.alpha_reference(model)
+    start = run_log.alpha_reference(model)
     model.to("meta")
-    groups = curves.alpha_curves(model, start)
+    groups = run_log.alpha_curves(model, start)
     assert set(groups) == {"layer.0", "layer.1", "pooler"}

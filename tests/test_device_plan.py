@@ -1,4 +1,4 @@
-"""Spec of the MPNet device plan's payload (results/gpu_mpnet/pack.sh): the lent GPU has no package
+"""Spec of the MPNet device plan's payload (scripts/gpu_mpnet/pack.sh): the lent GPU has no package
 registry, so every package the grid imports must be in the device's image or carried as a wheel.
 (A lease lost its first grid call to `evaluate`, the metric interface, missing from the carry.)"""
 import ast
@@ -21,7 +21,7 @@ def install_requires() -> set[str]:
 
 
 def carried_wheels() -> set[str]:
-    text = (ROOT / "results/gpu_mpnet/pack.sh").read_text(encoding="utf-8")
+    text = (ROOT / "scripts/gpu_mpnet/pack.sh").read_text(encoding="utf-8")
     return {name.lower() for name in re.findall(r"\b([A-Za-z][\w.-]*)==[\d.]+", text)}
 
 

@@ -13,10 +13,10 @@ import torch
 import torch.multiprocessing as mp
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from agwm_betty import distributed
 from agwm_betty.config import Config
-from agwm_betty.mixup import alpha_state_dict, apply_mixup, named_task_parameters
-from agwm_betty.search import finetune_phase, search_phase
+from agwm_betty.core.phases import finetune_phase, search_phase
+from agwm_betty.core.surgery import alpha_state_dict, apply_mixup, named_task_parameters
+from agwm_betty.runs import torchrun
 from synthetic import synthetic_task
 from tiny_models import SMALL
 
@@ -60,7 +60,7 @@ def join_as_rank(rank: int, world: int, port: int):
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     tokenizer = join_as_rank(rank, world, port)
     result = train_both_phases(tokenizer, "distributed")
-    torch.save({"result": result, "world": distributed.world_size()}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save({"result": result, "world": torchrun.world_size()}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def free_port() -> int:
@@ -95,17 +95,17 @@ def test_two_cpu_processes_end_identical_and_match_one_process_on_the_same_globa
 
 def test_each_rank_keeps_its_rows_and_the_weights_sum_to_one():
     batch = {"input_ids": torch.arange(10).view(5, 2), "labels": torch.arange(5)}
-    shards = [distributed.shard_batch(batch, 2, r) for r in range(2)]
+    shards = [torchrun.shard_batch(batch, 2, r) for r in range(2)]
     assert shards[0]["labels"].tolist() == [0, 2, 4] and shards[1]["labels"].tolist() == [1, 3]
-    assert [s[distributed.SHARD_WEIGHT] for s in shards] == [0.6, 0.4]
-    empty = distributed.shard_batch({"labels": torch.arange(1)}, 2, 1)
-    assert empty[distributed.SHARD_WEIGHT] == 0.0 and len(empty["labels"]) == 1  # runs, counts for 0
+    assert [s[torchrun.SHARD_WEIGHT] for s in shards] == [0.6, 0.4]
+    empty = torchrun.shard_batch({"labels": torch.arange(1)}, 2, 1)
+    assert empty[torchrun.SHARD_WEIGHT] == 0.0 and len(empty["labels"]) == 1  # runs, counts for 0
 
 
 def test_a_launch_without_a_strategy_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="--strategy distributed"):
-        distributed.setup("default", "cpu")
+        torchrun.setup("default", "cpu")
 
 
 def test_fsdp_is_refused_with_the_reason(tokenizer):

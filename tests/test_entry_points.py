@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agwm_betty.cli import glue, report
+from agwm_betty.cli import agwm_glue, agwm_report
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"agwm-glue": "agwm_betty.cli.glue:main", "agwm-report": "agwm_betty.cli.report:main"}
+COMMANDS = {"agwm-glue": "agwm_betty.cli.agwm_glue:main", "agwm-report": "agwm_betty.cli.agwm_report:main"}
 SCRIPTS = {"agwm-glue": ROOT / "experiments" / "glue.py", "agwm-report": ROOT / "experiments" / "report.py"}
 
 
@@ -42,11 +42,11 @@ def test_the_installed_package_has_them_as_console_scripts():
     dist = importlib.metadata.distribution("agwm-betty")
     scripts = {ep.name: ep for ep in dist.entry_points if ep.group == "console_scripts"}
     assert {name: ep.value for name, ep in scripts.items()} == COMMANDS
-    assert scripts["agwm-glue"].load() is glue.main and scripts["agwm-report"].load() is report.main
+    assert scripts["agwm-glue"].load() is agwm_glue.main and scripts["agwm-report"].load() is agwm_report.main
 
 
 def test_the_experiment_scripts_call_the_same_mains():
-    for module, script in ((glue, SCRIPTS["agwm-glue"]), (report, SCRIPTS["agwm-report"])):
+    for module, script in ((agwm_glue, SCRIPTS["agwm-glue"]), (agwm_report, SCRIPTS["agwm-report"])):
         assert runpy.run_path(str(script), run_name="imported")["main"] is module.main
 
 
@@ -88,6 +88,6 @@ def test_the_readme_commands_are_valid_calls_of_todays_scripts(monkeypatch):
     experiments = readme_calls("glue.py")
     assert experiments and readme_calls("report.py")
     for argv in experiments:  # flags, names and values as the CLI checks them before loading anything
-        glue.experiment_from_args(glue.build_parser().parse_args(argv)).validate()
+        agwm_glue.experiment_from_args(agwm_glue.build_parser().parse_args(argv)).validate()
     for argv in readme_calls("report.py"):
-        report.parse_args(argv)
+        agwm_report.parse_args(argv)

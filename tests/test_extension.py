@@ -14,9 +14,10 @@ from betty.hypergradient import jvp_fn_mapping
 
 import user_hypergradient
 from agwm_betty import Config, apply_mixup, register_hypergradient, search_phase
-from agwm_betty.cli.glue import main as glue_main
-from agwm_betty.diagnostics import alpha_hypergradient
-from agwm_betty.hypergradients import BETTY_TYPES, darts_paper
+from agwm_betty.cli.agwm_glue import main as glue_main
+from agwm_betty.core import registry as names
+from agwm_betty.core.diagnostics import alpha_hypergradient
+from agwm_betty.core.hypergradients import BETTY_TYPES, darts_paper, resolve_hypergradient
 from synthetic import synthetic_task
 from test_hypergradients import SGD, TRAIN, VAL, rel_err, tiny_bert64
 from tiny_models import tiny_model
@@ -29,9 +30,9 @@ SPEC = "user_hypergradient:scaled_darts"
 @pytest.fixture
 def registry():
     """Betty's mapping and our names as they were before the test registered anything."""
-    types, mapping = dict(BETTY_TYPES), dict(jvp_fn_mapping)
+    types, mapping, registered = dict(BETTY_TYPES), dict(jvp_fn_mapping), dict(names._registered)
     yield
-    for now, before in ((BETTY_TYPES, types), (jvp_fn_mapping, mapping)):
+    for now, before in ((BETTY_TYPES, types), (jvp_fn_mapping, mapping), (names._registered, registered)):
         now.clear()
         now.update(before)
 
@@ -68,11 +69,15 @@ def test_a_search_runs_the_user_function_registered_either_way(registry, tokeniz
     assert [r["step"] for r in probe] == [1, 4] and all(r["implicit_norm"] > 0 for r in probe)
 
 
-def test_a_path_is_imported_and_registered_by_config_validation(registry):
-    assert SPEC not in BETTY_TYPES
+def test_a_path_is_checked_by_config_validation_and_resolved_where_the_outer_problem_is_built(registry):
     cfg = Config(hypergradient=SPEC).validate()
-    assert jvp_fn_mapping[BETTY_TYPES[SPEC]] is user_hypergradient.scaled_darts
+    assert names.registered(SPEC) is None and not any(k.endswith(SPEC) for k in jvp_fn_mapping)  # checked only
     assert cfg.to_dict()["hypergradient"] == SPEC  # what the record keeps, to run it again
+    from agwm_betty.core.problems import problem_configs
+
+    inner, outer = problem_configs(cfg)
+    assert inner.type == outer.type == resolve_hypergradient(SPEC)
+    assert jvp_fn_mapping[inner.type] is user_hypergradient.scaled_darts is names.registered(SPEC)
 
 
 def test_registering_the_same_function_again_is_harmless_and_another_one_is_refused(registry):
@@ -80,7 +85,7 @@ def test_registering_the_same_function_again_is_harmless_and_another_one_is_refu
     register_hypergradient("scaled-darts", scaled_darts)
     with pytest.raises(ValueError, match="already registered"):
         register_hypergradient("scaled-darts", darts_paper)
-    assert jvp_fn_mapping[BETTY_TYPES["scaled-darts"]] is scaled_darts
+    assert jvp_fn_mapping[resolve_hypergradient("scaled-darts")] is scaled_darts
 
 
 @pytest.mark.parametrize("name", ["darts-paper", "darts", "cg", "first-order", "reinforce"])
@@ -88,7 +93,7 @@ def test_registering_over_a_built_in_name_raises(registry, name):
     before = jvp_fn_mapping.get(BETTY_TYPES.get(name, name))
     with pytest.raises(ValueError, match="built in"):
         register_hypergradient(name, scaled_darts)
-    assert jvp_fn_mapping.get(BETTY_TYPES.get(name, name)) is before
+    assert names.registered(name) is None and jvp_fn_mapping.get(BETTY_TYPES.get(name, name)) is before
 
 
 def test_a_function_without_betty_s_four_arguments_is_refused(registry):

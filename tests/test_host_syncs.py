@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from agwm_betty.config import Config
-from agwm_betty.mixup import apply_mixup
-from agwm_betty.search import _split_engine
+from agwm_betty.core.phases import _split_engine
+from agwm_betty.core.surgery import apply_mixup
 from synthetic import synthetic_task
 from tiny_models import tiny_model
 
@@ -73,7 +73,7 @@ def test_one_search_step_reads_the_device_at_most_the_stated_number_of_times(tok
 
 
 def test_a_loss_turning_nan_is_reported_at_its_own_step_by_the_deferred_check(tokenizer):
-    from agwm_betty.train import DivergenceError
+    from agwm_betty.core.train_loop import DivergenceError
 
     engine = search_engine(tokenizer)
     for step in (1, 2):

@@ -9,11 +9,11 @@ from torch.func import functional_call
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from agwm_betty.config import HYPERGRADIENTS, Config
-from agwm_betty.diagnostics import alpha_hypergradient
-from agwm_betty.hypergradients import precondition_020
-from agwm_betty.mixup import alpha_parameters, apply_mixup, named_task_parameters
-from agwm_betty.search import build_split_engine
-from agwm_betty.train import task_loss
+from agwm_betty.core.diagnostics import alpha_hypergradient
+from agwm_betty.core.hypergradients import precondition_020
+from agwm_betty.core.phases import build_split_engine
+from agwm_betty.core.surgery import alpha_parameters, apply_mixup, named_task_parameters
+from agwm_betty.core.train_loop import task_loss
 
 
 def tiny_bert64(seed: int = 0) -> torch.nn.Module:
@@ -198,7 +198,7 @@ def test_neumann_matches_the_exact_implicit_function_hypergradient(ift_reference
 def test_betty_021_cg_misses_the_reference_which_is_why_ours_replaces_it(ift_reference, monkeypatch):
     from betty.hypergradient import jvp_fn_mapping
 
-    from agwm_betty.hypergradients import BETTY_TYPES
+    from agwm_betty.core.hypergradients import BETTY_TYPES
 
     state, want, lo, hi, n = ift_reference
     # 60 steps: CG's bound 2 ((sqrt(k) - 1) / (sqrt(k) + 1))^60 is below 1e-2 for k = hi / lo here
@@ -290,7 +290,7 @@ def test_unknown_preset_or_hypergradient_is_one_line_naming_the_valid_ones():
 
 
 def test_cosine_alpha_schedule_warms_up_then_decays_to_zero():
-    from agwm_betty.train import CosineSchedule
+    from agwm_betty.core.train_loop import CosineSchedule
 
     schedule = CosineSchedule(warmup_steps=2, total_steps=10)
     values = [schedule(s) for s in range(11)]
@@ -313,7 +313,7 @@ def test_repeat_inner_step_takes_two_w_steps_per_outer_step_and_one_schedule_ste
 
 
 def test_signal_probe_measures_without_changing_the_search(tokenizer):
-    from agwm_betty.search import search_phase
+    from agwm_betty.core.phases import search_phase
     from synthetic import synthetic_task
     from tiny_models import tiny_model
 

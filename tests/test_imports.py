@@ -137,11 +137,11 @@ def test_a_submodule_importing_its_package_init_back_is_a_cycle(tmp_path, init_i
 
 
 def test_a_moved_name_still_imports_from_its_old_path_with_a_warning_naming_the_new_one():
-    import agwm_betty.hypergradients as old_home
-    from agwm_betty.diagnostics import alpha_hypergradient
+    import agwm_betty.core.hypergradients as old_home
+    from agwm_betty.core.diagnostics import alpha_hypergradient
 
-    with pytest.warns(DeprecationWarning, match=r"agwm_betty\.diagnostics\.alpha_hypergradient"):
-        from agwm_betty.hypergradients import alpha_hypergradient as moved
+    with pytest.warns(DeprecationWarning, match=r"agwm_betty\.core\.diagnostics\.alpha_hypergradient"):
+        from agwm_betty.core.hypergradients import alpha_hypergradient as moved
     assert moved is alpha_hypergradient
     with pytest.raises(AttributeError, match="no_such_name"):
         old_home.no_such_name  # noqa: B018 (the attribute access is the test)

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from agwm_betty.data import DataError
-from agwm_betty.jsonlines import read_objects
+from agwm_betty.runs.jsonlines import read_objects
 
 
 def test_objects_come_with_their_line_numbers_skipping_blank_lines_and_a_bom(tmp_path):

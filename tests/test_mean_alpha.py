@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from agwm_betty import workers
 from agwm_betty.config import Config
-from agwm_betty.experiment import CustomTask, Experiment
+from agwm_betty.core.saved_search import SavedSearch, load
+from agwm_betty.core.surgery import alpha_factors, alpha_state_dict, apply_mixup, mixup_layers, module_alpha_means
 from agwm_betty.methods import get_method
-from agwm_betty.mixup import alpha_factors, alpha_state_dict, apply_mixup, mixup_layers, module_alpha_means
-from agwm_betty.reuse import SavedSearch, load
-from agwm_betty.sweep import run_sweep, sweep_jobs
+from agwm_betty.runs import pool
+from agwm_betty.runs.experiment import CustomTask, Experiment
+from agwm_betty.runs.sweep import run_sweep, sweep_jobs
 from tiny_models import tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -96,7 +96,7 @@ def test_it_needs_save_alphas_when_agwm_runs_beside_it(tiny_regression, tmp_path
 
 
 def test_without_agwms_saved_search_the_run_fails_and_says_what_to_run(tiny_regression, tmp_path):
-    from agwm_betty.sweep import SweepError
+    from agwm_betty.runs.sweep import SweepError
 
     with pytest.raises(SweepError, match="run agwm with --save-alphas"):
         run_sweep(experiment(tiny_regression, tmp_path, methods=("mean-alpha",), seeds=(0,), save_alphas=False,
@@ -131,7 +131,7 @@ def test_a_pool_holds_a_job_back_until_the_job_it_needs_has_ended_then_runs_it_b
     path = str(tmp_path / "first.txt")
     jobs = [(path, "first"), (path, "second"), (path, "other"), (path, "last")]
     done, failed = [], []
-    workers.run_pool(wait_for_a_file, jobs, count, on_done=lambda job, result: done.append(result),
+    pool.run_pool(wait_for_a_file, jobs, count, on_done=lambda job, result: done.append(result),
                      on_failed=lambda job, error: failed.append(error), after=[None, 0, None, None])
     assert not failed and sorted(done) == ["first", "last", "other", "second"]
     assert done.index("second") > done.index("first")

@@ -6,11 +6,11 @@ import weakref
 
 import pytest
 
-from agwm_betty import memory
 from agwm_betty.config import Config
-from agwm_betty.experiment import CustomTask, Experiment
 from agwm_betty.methods import base
-from agwm_betty.sweep import run_sweep
+from agwm_betty.runs import memory
+from agwm_betty.runs.experiment import CustomTask, Experiment
+from agwm_betty.runs.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

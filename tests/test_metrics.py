@@ -8,7 +8,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from agwm_betty.data import GLUE_TASKS, DataError
-from agwm_betty.metrics import compute_metrics, main_metric
+from agwm_betty.metrics.scores import compute_metrics, main_metric
 
 # sklearn warns when a tiny random draw holds a single class; that case is part of the check
 pytestmark = pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
@@ -167,7 +167,7 @@ HUB_KEYS = {"cola": {"matthews_correlation"}, "stsb": {"pearson", "spearmanr"}, 
 def test_the_local_glue_module_answers_with_the_hub_metrics_keys_on_a_0_to_1_scale(config, keys):
     import evaluate
 
-    from agwm_betty.metrics import GLUE_METRIC_PATH
+    from agwm_betty.metrics.scores import GLUE_METRIC_PATH
 
     rng = np.random.default_rng(0)
     if config == "stsb":
@@ -195,7 +195,7 @@ def test_it_loads_and_scores_with_the_network_off():
         "    raise OSError('network is off in this test')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "from agwm_betty.metrics import compute_metrics\n"
+        "from agwm_betty.metrics.scores import compute_metrics\n"
         "print(compute_metrics('f1', [1, 0, 1], [1, 1, 1]))\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
@@ -207,7 +207,7 @@ def test_it_loads_and_scores_with_the_network_off():
 def test_the_trainers_compute_metrics_goes_through_the_same_scores():
     from transformers import EvalPrediction
 
-    from agwm_betty.metrics import trainer_metrics
+    from agwm_betty.metrics.scores import trainer_metrics
 
     logits, labels = np.array([[2.0, -1.0], [0.1, 0.3], [0.0, 1.0], [1.0, 0.0]]), np.array([0, 1, 0, 0])
     want = compute_metrics(GLUE_TASKS["mrpc"], logits, labels)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from agwm_betty.mixup import (
+from agwm_betty.core.surgery import (
     MixupLinear,
     alpha_parameters,
     alpha_state_dict,
@@ -226,7 +226,7 @@ def test_applying_mixup_twice_is_an_error():
 
 
 def test_alpha_summary_counts_every_effective_alpha_and_groups_layers():
-    from agwm_betty.mixup import alpha_summary
+    from agwm_betty.core.surgery import alpha_summary
 
     model = apply_mixup(tiny_model("bert"), init_std=0.3)
     summary = alpha_summary(model)
@@ -242,7 +242,7 @@ def test_alpha_summary_counts_every_effective_alpha_and_groups_layers():
 
 def test_convex_form_mixes_by_alpha_and_its_complement():
     from agwm_betty.config import ALPHA_FORMS as CONFIG_FORMS
-    from agwm_betty.mixup import ALPHA_FORMS
+    from agwm_betty.core.surgery import ALPHA_FORMS
 
     assert CONFIG_FORMS == ALPHA_FORMS
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_convex_form_mixes_by_alpha_and_its_complement():
 
 def test_outer_batch_size_sets_the_blo_val_batch(tokenizer):
     from agwm_betty.config import Config
-    from agwm_betty.search import _split_engine
+    from agwm_betty.core.phases import _split_engine
     from synthetic import synthetic_task
 
     data = synthetic_task(40)
@@ -279,7 +279,7 @@ def test_outer_batch_size_sets_the_blo_val_batch(tokenizer):
 def test_sigmoid_parameterisation_starts_from_the_clamped_init_and_is_never_clamped():
     from agwm_betty.config import ALPHA_PARAMS as CONFIG_PARAMS
     from agwm_betty.config import Config
-    from agwm_betty.mixup import ALPHA_PARAMS, SIGMOID_INIT_MARGIN
+    from agwm_betty.core.surgery import ALPHA_PARAMS, SIGMOID_INIT_MARGIN
 
     assert CONFIG_PARAMS == ALPHA_PARAMS
     layers = {}
@@ -325,7 +325,7 @@ def test_sigmoid_logit_gradient_is_the_alpha_gradient_through_the_sigmoid():
 
 @pytest.mark.parametrize("param", ["clamp", "sigmoid"])
 def test_module_alpha_means_are_the_means_of_the_effective_alpha_matrices(param):
-    from agwm_betty.mixup import alpha_factors, module_alpha_means
+    from agwm_betty.core.surgery import alpha_factors, module_alpha_means
 
     model = apply_mixup(tiny_model("bert"), rank=2, init_mean=0.6, init_std=0.2, param=param)
     means = module_alpha_means(alpha_factors(model))
@@ -340,7 +340,7 @@ def test_module_alpha_means_are_the_means_of_the_effective_alpha_matrices(param)
 @pytest.fixture
 def mixup_impl_restored():
     """Lets a test switch the mixup implementation; restores the default afterwards."""
-    from agwm_betty.mixup import mixup_impl, set_mixup_impl
+    from agwm_betty.core.surgery import mixup_impl, set_mixup_impl
 
     before = mixup_impl()
     yield set_mixup_impl
@@ -472,7 +472,7 @@ def frozen_layer(conv1d: bool = False, seed: int = 0) -> MixupLinear:
 @pytest.mark.parametrize("conv1d", [False, True])
 @pytest.mark.parametrize("autocast", [False, True])
 def test_frozen_path_is_bit_for_bit_the_addcmul_as_autocast_would_cast_it(autocast, conv1d):
-    from agwm_betty.mixup import linear_forward
+    from agwm_betty.core.surgery import linear_forward
 
     layer = frozen_layer(conv1d)
     weight = layer.weight.detach().clone().requires_grad_(True)  # the reference's own leaf
@@ -576,7 +576,7 @@ def test_frozen_coefficients_follow_alphas_that_a_fused_adam_stepped():
 def test_fused_mix_into_kept_buffers_is_bit_for_bit_the_fresh_tensors_path(form, autocast, conv1d):
     from transformers.pytorch_utils import Conv1D
 
-    from agwm_betty.mixup import fused_mix, linear_forward
+    from agwm_betty.core.surgery import fused_mix, linear_forward
 
     torch.manual_seed(0)
     layer = MixupLinear(Conv1D(40, 24) if conv1d else torch.nn.Linear(24, 40), rank=2, init_mean=1.0,
@@ -619,7 +619,7 @@ def test_a_mixup_model_with_kept_buffers_copies_and_pickles_without_them(tmp_pat
 
 
 def test_unknown_mixup_impl_is_refused():
-    from agwm_betty.mixup import MIXUP_IMPLS, set_mixup_impl
+    from agwm_betty.core.surgery import MIXUP_IMPLS, set_mixup_impl
 
     assert MIXUP_IMPLS == ("fused", "dense", "compiled")
     with pytest.raises(ValueError, match="fused, dense, compiled"):
@@ -628,7 +628,7 @@ def test_unknown_mixup_impl_is_refused():
 
 def test_config_and_layers_name_the_same_mixup_implementations():
     from agwm_betty.config import MIXUP_IMPLS as CONFIG_IMPLS
-    from agwm_betty.mixup import MIXUP_IMPLS
+    from agwm_betty.core.surgery import MIXUP_IMPLS
 
     assert CONFIG_IMPLS == MIXUP_IMPLS
 
@@ -646,7 +646,7 @@ def test_the_compiled_mixup_gives_the_fused_values_and_gradients_and_keeps_no_bu
     compiled pass fuses a multiply-add; bf16 W~ are rounded from those); every gradient within
     1e-4 relative of its tensor's largest entry (the alpha reductions sum a row or a column in
     another order; key biases, whose true gradient is zero, are compared at 1e-9 absolute)."""
-    from agwm_betty.fused_mixup import using
+    from agwm_betty.core.fused_kernels import using
 
     for precision in ("fp32", "bf16"):
         for frozen in (False, True):
@@ -669,7 +669,7 @@ def test_the_compiled_mixup_gives_the_fused_values_and_gradients_and_keeps_no_bu
 
 
 def test_the_compiled_mixup_leaves_other_ranks_to_the_fused_one():
-    from agwm_betty.fused_mixup import using
+    from agwm_betty.core.fused_kernels import using
 
     model = apply_mixup(tiny_model(), rank=2, init_mean=0.9, init_std=0.05)
     reference = apply_mixup(tiny_model(), rank=2, init_mean=0.9, init_std=0.05)
@@ -683,7 +683,7 @@ def test_the_compiled_mixup_leaves_other_ranks_to_the_fused_one():
 def test_under_a_flop_counter_the_compiled_mixup_runs_its_formula_eagerly():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from agwm_betty.fused_mixup import using
+    from agwm_betty.core.fused_kernels import using
 
     model = apply_mixup(tiny_model(), rank=1, init_mean=0.9, init_std=0.05)
     with using("compiled"), FlopCounterMode(display=False) as counter:

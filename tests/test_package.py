@@ -6,15 +6,17 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from agwm_betty.mixup import apply_mixup, merge_mixup, mixup_layers
-from agwm_betty.plm import PLM_REGISTRY, PLMError, embedded_model_path, load_plm, load_tokenizer, resolve_plm
+from agwm_betty.core.surgery import apply_mixup, merge_mixup, mixup_layers
+from agwm_betty.models.plm import PLM_REGISTRY, PLMError, embedded_model_path, load_plm, load_tokenizer, resolve_plm
 
 
-def test_importing_with_an_old_betty_says_how_to_fix_it(tmp_path):
+@pytest.mark.parametrize("statement", ["from agwm_betty import search_phase", "import agwm_betty.core.problems",
+                                       "import agwm_betty.runs.run_log", "import agwm_betty.runs.torchrun"])
+def test_importing_the_method_with_an_old_betty_says_how_to_fix_it(tmp_path, statement):
     fake = tmp_path / "betty"
     fake.mkdir()
     (fake / "__init__.py").write_text('__version__ = "0.1.1"\n')
-    result = subprocess.run([sys.executable, "-c", "import agwm_betty"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True,
                             env={"PYTHONPATH": str(tmp_path), "PATH": ""})
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "0.1.1" in result.stderr
@@ -70,7 +72,7 @@ def test_opt_in_mpnet_without_its_setup_says_in_one_line_how_to_install_it(monke
 
 
 def test_opt_in_mpnet_fails_the_cli_with_exit_2_and_one_line(monkeypatch, tmp_path, capsys):
-    from agwm_betty.cli.glue import main
+    from agwm_betty.cli.agwm_glue import main
 
     monkeypatch.setenv("AGWM_CACHE", str(tmp_path))
     code = main(["--plm", "mpnet-base", "--tasks", "rte", "--n", "8", "--seeds", "1", "--methods", "vanilla",
@@ -94,7 +96,7 @@ def test_offline_a_registry_name_is_called_known_and_its_weights_unreachable(mon
 
 
 def test_mixup_on_mpnet_mixes_attention_q_k_v_o_and_the_ffn_but_not_its_head():
-    from agwm_betty.mixup import mixup_targets
+    from agwm_betty.core.surgery import mixup_targets
     from tiny_models import tiny_model
 
     model = tiny_model("mpnet")

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from agwm_betty.config import Config
-from agwm_betty.mixup import alpha_state_dict, apply_mixup, mixup_layers
-from agwm_betty.search import _split_engine, finetune_phase, search_phase
+from agwm_betty.core.phases import _split_engine, finetune_phase, search_phase
+from agwm_betty.core.surgery import alpha_state_dict, apply_mixup, mixup_layers
 from synthetic import synthetic_task
 from tiny_models import tiny_model
 
@@ -68,7 +68,7 @@ BF16_TOLERANCE = 2e-2
 
 @pytest.mark.parametrize("impl", ["fused", "dense"])
 def test_bf16_autocast_mixup_is_the_fp32_result_within_the_stated_tolerance(impl):
-    from agwm_betty.mixup import mixup_impl, set_mixup_impl
+    from agwm_betty.core.surgery import mixup_impl, set_mixup_impl
     from tiny_models import tiny_batch
 
     model = mixup_model().eval()  # no dropout: the two runs differ by precision alone

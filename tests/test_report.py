@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from agwm_betty import report
-from agwm_betty.paper_tables import PAPER_CELLS, paper_average, paper_value
+from agwm_betty.report.paper_numbers import PAPER_CELLS, paper_average, paper_value
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -374,7 +374,7 @@ def test_scales_table_puts_the_papers_numbers_in_rows_of_their_own(df):
 
 
 def test_scales_script_writes_the_table_it_prints(runs_file, tmp_path, capsys):
-    main = runpy.run_path(str(REPO / "results" / "scales.py"), run_name="imported")["main"]
+    main = runpy.run_path(str(REPO / "scripts" / "results" / "scales.py"), run_name="imported")["main"]
     out = tmp_path / "scales.md"
     assert main(["--scale", f"small={runs_file}", "--tasks", "cola,rte", "--seeds", "0-1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -519,7 +519,7 @@ def test_the_report_pairs_agwm_with_each_random_alpha_row_as_with_vanilla(runs_f
 
 
 def test_pairs_asked_for_are_paired_by_seed_after_agwms_controls(runs_file, tmp_path, capsys):
-    from agwm_betty.cli.report import main
+    from agwm_betty.cli.agwm_report import main
 
     assert main([str(runs_file), "--out", str(tmp_path), "--quiet", "--pairs", "vanilla:agwm"]) == 0
     md = (tmp_path / "tables.md").read_text(encoding="utf-8")
@@ -532,7 +532,7 @@ def test_pairs_asked_for_are_paired_by_seed_after_agwms_controls(runs_file, tmp_
 
 @pytest.mark.parametrize("bad", ["setfit", "setfit:", "a:b:c"])
 def test_a_pair_that_is_not_label_colon_reference_is_refused(bad, runs_file, tmp_path, capsys):
-    from agwm_betty.cli.report import main
+    from agwm_betty.cli.agwm_report import main
 
     with pytest.raises(SystemExit) as stop:
         main([str(runs_file), "--out", str(tmp_path), "--pairs", bad])
@@ -627,7 +627,7 @@ def test_relative_cost_compares_times_only_on_one_device(tmp_path):
     ("folder", "DIR", "not a file"),
 ])
 def test_cli_refuses_a_bad_runs_file_in_one_line_with_exit_code_2(name, content, message, tmp_path, capsys):
-    from agwm_betty.cli.report import main
+    from agwm_betty.cli.agwm_report import main
 
     path = tmp_path / name
     if content == "DIR":
@@ -650,7 +650,7 @@ def test_cli_refuses_a_missing_file_without_a_traceback(tmp_path):
 
 
 def test_a_good_file_beside_a_bad_one_is_still_refused(runs_file, tmp_path, capsys):
-    from agwm_betty.cli.report import main
+    from agwm_betty.cli.agwm_report import main
 
     assert main([str(runs_file), str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out")]) == 2
     assert "nope.jsonl: no such file" in capsys.readouterr().err
@@ -711,7 +711,7 @@ def markdown_tables(markdown: str) -> list[list[list[str]]]:
 def test_html_page_holds_every_table_and_embeds_every_plot(runs_file, tmp_path):
     import base64
 
-    from agwm_betty.cli.report import main
+    from agwm_betty.cli.agwm_report import main
 
     out = tmp_path / "out"
     assert main([str(runs_file), "--out", str(out), "--html", "--quiet"]) == 0

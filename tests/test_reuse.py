@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import agwm_betty.experiment as experiment
 import agwm_betty.methods.agwm as agwm
-from agwm_betty import reuse, sweep
+import agwm_betty.runs.experiment as experiment
+import agwm_betty.runs.single_run as single_run
 from agwm_betty.config import Config
-from agwm_betty.experiment import CustomTask, Experiment, TaskData
-from agwm_betty.mixup import save_alphas
+from agwm_betty.core import saved_search
+from agwm_betty.core.surgery import save_alphas
+from agwm_betty.runs import sweep
+from agwm_betty.runs.experiment import CustomTask, Experiment
+from agwm_betty.runs.single_run import TaskData
 from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
@@ -30,9 +33,9 @@ def tiny_plm() -> tuple[torch.nn.Module, list[str]]:
 @pytest.fixture
 def tiny(monkeypatch, tokenizer):
     """Experiments run on a tiny random BERT and an already tokenised synthetic task."""
-    monkeypatch.setattr(experiment, "_factory", lambda plm, spec: tiny_plm())
+    monkeypatch.setattr(single_run, "_factory", lambda plm, spec: tiny_plm())
     task = lambda exp, task, tok: TaskData(SPEC, synthetic_task(40, seed=1), synthetic_task(16, seed=9))  # noqa: E731
-    for module in (experiment, sweep):
+    for module in (single_run, sweep):
         monkeypatch.setattr(module, "load_task", task)
     monkeypatch.setattr(sweep, "load_tokenizer", lambda plm: tokenizer)
     monkeypatch.setattr(sweep, "subsample", lambda data, n, seed: data.shuffle(seed=seed).select(range(n)))
@@ -61,9 +64,9 @@ def exp(tmp_path: Path, **kw) -> Experiment:
 
 def run(e: Experiment, tokenizer, seed: int = 0):
     """One agwm run of `e` with its record and result (model and saved search)."""
-    data = experiment.load_task(e, "synthetic", tokenizer)
+    data = single_run.load_task(e, "synthetic", tokenizer)
     train = sweep.subsample(data.train, e.n, seed)
-    return experiment.run_one(e, data, train, data.eval, tokenizer, "synthetic", seed, "agwm")
+    return single_run.run_one(e, data, train, data.eval, tokenizer, "synthetic", seed, "agwm")
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -78,14 +81,14 @@ def test_save_alphas_writes_each_searched_alpha_beside_its_record(tiny, tmp_path
     assert "alphas_file" not in vanilla  # no alpha, nothing to save
     path = Path(searched["alphas_file"])
     assert path.parent == tmp_path / "runs" / "alphas" and path.is_file()
-    saved = reuse.load(path)
+    saved = saved_search.load(path)
     assert saved.meta == {k: searched[k] for k in ("task", "n", "seed", "plm", "method", "run_id")}
     # the alphas stay fixed in the finetune phase: the saved ones are the run's final ones
     model = tiny_plm()[0]
-    from agwm_betty.mixup import alpha_summary, apply_mixup
+    from agwm_betty.core.surgery import alpha_summary, apply_mixup
 
     apply_mixup(model, exclude_modules=("classifier",))
-    reuse.apply(model, saved)
+    saved_search.apply(model, saved)
     assert alpha_summary(model)["mean"] == pytest.approx(searched["alphas"]["mean"], abs=1e-7)
     assert saved.task_weights is not None and saved.rng is not None
 
@@ -93,7 +96,7 @@ def test_save_alphas_writes_each_searched_alpha_beside_its_record(tiny, tmp_path
 def test_finetuning_with_a_reused_alpha_gives_the_same_model_as_the_run_that_searched_it(
         tiny, finetune_starts, tmp_path):
     searched_record, searched = run(exp(tmp_path, save_alphas=True), tiny)
-    path = experiment.save_search(searched.search, searched_record, tmp_path / "alphas")
+    path = single_run.save_search(searched.search, searched_record, tmp_path / "alphas")
 
     reused_record, reused = run(exp(tmp_path, alphas_from=path, reuse_task_weights=True), tiny)
 
@@ -110,8 +113,8 @@ def test_finetuning_with_a_reused_alpha_gives_the_same_model_as_the_run_that_sea
 
 def test_a_reused_alpha_alone_finetunes_from_the_pretrained_weights(tiny, finetune_starts, tmp_path):
     searched_record, searched = run(exp(tmp_path, save_alphas=True), tiny)
-    path = experiment.save_search(searched.search, searched_record, tmp_path / "alphas")
-    saved = reuse.load(path)
+    path = single_run.save_search(searched.search, searched_record, tmp_path / "alphas")
+    saved = saved_search.load(path)
 
     record, result = run(exp(tmp_path, alphas_from=path), tiny)
 
@@ -129,14 +132,16 @@ def test_a_reused_alpha_alone_finetunes_from_the_pretrained_weights(tiny, finetu
 
 def test_a_run_from_a_saved_alpha_is_a_different_run_per_file_and_mode(tiny, tmp_path):
     model = tiny_plm()[0]
-    from agwm_betty.mixup import apply_mixup
+    from agwm_betty.core.surgery import apply_mixup
 
     apply_mixup(model, exclude_modules=("classifier",))
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
-    reuse.save(reuse.capture(model.state_dict(), {"task": "synthetic", "n": 24, "seed": 0, "plm": "tiny"}), first)
+    saved_search.save(saved_search.capture(model.state_dict(),
+                                          {"task": "synthetic", "n": 24, "seed": 0, "plm": "tiny"}), first)
     with torch.no_grad():
         model.bert.encoder.layer[0].attention.self.query.alpha1.mul_(0.5)
-    reuse.save(reuse.capture(model.state_dict(), {"task": "synthetic", "n": 24, "seed": 0, "plm": "tiny"}), second)
+    saved_search.save(saved_search.capture(model.state_dict(),
+                                          {"task": "synthetic", "n": 24, "seed": 0, "plm": "tiny"}), second)
     ids = {experiment.base_record(exp(tmp_path, **kw), "synthetic", 0, "agwm")["run_id"] for kw in (
         {}, {"alphas_from": first}, {"alphas_from": second}, {"alphas_from": first, "reuse_task_weights": True})}
     assert len(ids) == 4
@@ -144,7 +149,7 @@ def test_a_run_from_a_saved_alpha_is_a_different_run_per_file_and_mode(tiny, tmp
 
 def test_the_api_save_alphas_file_is_reusable_for_its_alphas_but_has_no_task_weights(tiny, tmp_path):
     model = tiny_plm()[0]
-    from agwm_betty.mixup import apply_mixup
+    from agwm_betty.core.surgery import apply_mixup
 
     apply_mixup(model, exclude_modules=("classifier",))
     save_alphas(model, tmp_path / "alphas.pt")
@@ -164,11 +169,12 @@ def test_the_api_save_alphas_file_is_reusable_for_its_alphas_but_has_no_task_wei
 ])
 def test_alphas_from_is_refused_where_it_cannot_mean_what_it_says(kw, message, tmp_path):
     model = tiny_plm()[0]
-    from agwm_betty.mixup import apply_mixup
+    from agwm_betty.core.surgery import apply_mixup
 
     apply_mixup(model, exclude_modules=("classifier",))
     files = {"ALPHAS": tmp_path / "a.pt", "NOT_ALPHAS": tmp_path / "b.pt", "MISSING": tmp_path / "c.pt"}
-    reuse.save(reuse.capture(model.state_dict(), {"task": "synthetic", "n": 24, "seed": 0, "plm": "tiny"}),
+    saved_search.save(saved_search.capture(model.state_dict(),
+                                          {"task": "synthetic", "n": 24, "seed": 0, "plm": "tiny"}),
                files["ALPHAS"])
     torch.save({"weight": torch.zeros(2)}, files["NOT_ALPHAS"])
     if "alphas_from" in kw:
@@ -178,7 +184,7 @@ def test_alphas_from_is_refused_where_it_cannot_mean_what_it_says(kw, message, t
 
 
 def test_cli_flags_reach_the_experiment_and_a_bad_file_is_one_line(tmp_path):
-    from agwm_betty.cli.glue import build_parser, experiment_from_args
+    from agwm_betty.cli.agwm_glue import build_parser, experiment_from_args
 
     args = build_parser().parse_args(["--save-alphas", "--output", str(tmp_path)])
     e = experiment_from_args(args)

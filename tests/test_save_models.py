@@ -10,10 +10,12 @@ from agwm_betty.config import Config
 from agwm_betty.data import tokenize
 from agwm_betty.data.schema import to_dataset
 from agwm_betty.data.tasks import ONE_TEXT, TaskSpec
-from agwm_betty.experiment import CustomTask, Experiment
 from agwm_betty.methods import METHODS
 from agwm_betty.methods.base import RunContext
-from agwm_betty.sweep import run_sweep
+from agwm_betty.methods.reinit import ReInitConfig
+from agwm_betty.methods.soup import SoupConfig
+from agwm_betty.runs.experiment import CustomTask, Experiment
+from agwm_betty.runs.sweep import run_sweep
 
 PROMPT_LEARNING = ("prefix", "prompt")  # PEFT adapters: a virtual token cannot be merged into the weights
 SAVED_AS_HF = [m for m in METHODS if m not in (*PROMPT_LEARNING, "setfit")]  # setfit: tests/test_setfit.py
@@ -35,8 +37,8 @@ def saved_run(data: dict, method: str, output: Path) -> dict:
     exp = Experiment(plm=data["plm"], custom=CustomTask(str(data["train"]), str(data["dev"]), ["text"], "label"),
                      methods=(needed, method) if needed else (method,), seeds=(0,), n=12, output=output,
                      save_models=True, save_alphas=needed is not None,
-                     cfg=Config(K=1, max_steps=2, search_epochs=1, batch_size=4, reinit_layers=1, soup_size=2,
-                                device="cpu", progress=False))
+                     cfg=Config(K=1, max_steps=2, search_epochs=1, batch_size=4, device="cpu", progress=False,
+                                methods={"reinit": ReInitConfig(reinit_layers=1), "soup": SoupConfig(soup_size=2)}))
     (record,) = [r for r in run_sweep(exp, log=lambda *_: None) if r["method"] == method]
     written = [json.loads(line) for line in (output / "runs.jsonl").read_text().splitlines()]
     assert [r["model_dir"] for r in written if r["method"] == method] == [record["model_dir"]]
@@ -91,7 +93,7 @@ def test_prompt_learning_is_saved_as_a_peft_adapter_that_scores_its_record(
 def test_the_old_save_model_still_saves_and_says_it_is_deprecated(tmp_path, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
-    from agwm_betty.experiment import save_model
+    from agwm_betty.runs.single_run import save_model
     from tiny_models import tiny_model
 
     with pytest.warns(DeprecationWarning, match="Method.save|get_method"):

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from agwm_betty.config import Config
-from agwm_betty.data import make_loader
-from agwm_betty.methods import RunContext, get_method
-from agwm_betty.mixup import (
+from agwm_betty.core.phases import _split_engine, average_states, finetune_phase, search_phase
+from agwm_betty.core.surgery import (
     alpha_parameters,
     alpha_state_dict,
     apply_mixup,
@@ -15,8 +14,9 @@ from agwm_betty.mixup import (
     named_task_parameters,
     task_parameters,
 )
-from agwm_betty.search import _split_engine, average_states, finetune_phase, search_phase
-from agwm_betty.train import DivergenceError, decay_groups, train_loop
+from agwm_betty.core.train_loop import DivergenceError, decay_groups, train_loop
+from agwm_betty.data import make_loader
+from agwm_betty.methods import RunContext, get_method
 from synthetic import SPEC, synthetic_task
 from tiny_models import tiny_model
 
@@ -120,8 +120,8 @@ def test_k_split_average_is_the_elementwise_mean(tokenizer):
 
 @pytest.mark.parametrize("keep_state", [True, False])
 def test_the_k_average_is_bit_for_bit_average_states_of_the_split_results(tokenizer, monkeypatch, keep_state):
-    from agwm_betty import search as search_module
-    from agwm_betty.search import snapshot
+    from agwm_betty.core import phases as search_module
+    from agwm_betty.core.phases import snapshot
 
     model, results, release = mixup_model(), [], search_module.release
 
@@ -241,7 +241,7 @@ def test_every_method_runs_and_reports_its_metric(tokenizer, method):
 
 
 def test_agwm_records_how_each_layers_mean_alpha_moved_in_the_search(tokenizer):
-    from agwm_betty.mixup import alpha_factors, apply_mixup, module_alpha_means
+    from agwm_betty.core.surgery import alpha_factors, apply_mixup, module_alpha_means
 
     cfg = Config(**FAST, alpha_lr=0.05)
     result = get_method("agwm").run(context(tokenizer, cfg))
@@ -280,7 +280,7 @@ def test_joint_training_updates_alphas_and_task_weights_together(tokenizer):
 
 
 def test_adamw_is_torchs_fused_one_where_parameters_allow_and_betty_can_rebuild_it():
-    from agwm_betty.train import make_optimizer
+    from agwm_betty.core.train_loop import make_optimizer
 
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(16, 16))
@@ -304,7 +304,7 @@ def test_skipping_the_gradients_a_backward_does_not_ask_for_changes_no_bit_of_th
         tokenizer, hypergradient, monkeypatch):
     import contextlib
 
-    import agwm_betty.fused_mixup as fused_mixup
+    import agwm_betty.core.fused_kernels as fused_mixup
 
     cfg = Config(**FAST, alpha_lr=1e-2, hypergradient=hypergradient)
     seen = set()
@@ -318,7 +318,7 @@ def test_skipping_the_gradients_a_backward_does_not_ask_for_changes_no_bit_of_th
     skipping = mixup_model()
     search_phase(skipping, synthetic_task(32), tokenizer, cfg)
     assert seen == {"task", "alpha", "all"}  # inner step, darts' passes, the outer step (v needs W's)
-    for module in ("agwm_betty.problems", "agwm_betty.hypergradients"):  # every gradient, every pass
+    for module in ("agwm_betty.core.problems", "agwm_betty.core.hypergradients"):  # every gradient, every pass
         monkeypatch.setattr(f"{module}.gradients_for", lambda group: contextlib.nullcontext())
     seen.clear()
     reference = mixup_model()
@@ -329,7 +329,7 @@ def test_skipping_the_gradients_a_backward_does_not_ask_for_changes_no_bit_of_th
 
 
 def test_gradients_for_gives_the_asked_group_alone_and_refuses_an_unknown_one():
-    from agwm_betty.fused_mixup import fused_mix, gradients_for
+    from agwm_betty.core.fused_kernels import fused_mix, gradients_for
 
     torch.manual_seed(0)
     w, w0 = torch.randn(6, 5, requires_grad=True), torch.randn(6, 5)

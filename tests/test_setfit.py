@@ -18,7 +18,7 @@ def glue(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     """experiments/glue.py with `args`; with `code`, that Python first, then the CLI's main in-process."""
     if code is None:
         return subprocess.run([*GLUE, *args], capture_output=True, text=True, cwd=ROOT, timeout=900)
-    run_main = f"{code}\nfrom agwm_betty.cli.glue import main\nraise SystemExit(main({list(args)!r}))"
+    run_main = f"{code}\nfrom agwm_betty.cli.agwm_glue import main\nraise SystemExit(main({list(args)!r}))"
     return subprocess.run([sys.executable, "-c", run_main], capture_output=True, text=True, cwd=ROOT, timeout=900)
 
 

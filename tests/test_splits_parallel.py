@@ -12,10 +12,10 @@ import torch
 import torch.multiprocessing as mp
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from agwm_betty import distributed
 from agwm_betty.config import Config
-from agwm_betty.mixup import alpha_parameters, alpha_state_dict, apply_mixup, named_task_parameters
-from agwm_betty.search import _split_engine, finetune_phase, search_phase
+from agwm_betty.core.phases import _split_engine, finetune_phase, search_phase
+from agwm_betty.core.surgery import alpha_parameters, alpha_state_dict, apply_mixup, named_task_parameters
+from agwm_betty.runs import torchrun
 from synthetic import synthetic_task
 from test_distributed import free_port, join_as_rank
 from tiny_models import SMALL
@@ -51,7 +51,7 @@ def search_and_finetune(tokenizer, strategy: str) -> dict:
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     tokenizer = join_as_rank(rank, world, port)
     result = search_and_finetune(tokenizer, "splits")
-    torch.save({**result, "world": distributed.world_size()}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save({**result, "world": torchrun.world_size()}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,8 @@ def test_a_split_gives_the_same_result_whichever_splits_ran_before_it(tokenizer,
     data = synthetic_task(N)
     full = search_phase(dropout_mixup_model(), data, tokenizer, Config(**CFG), seed=0)
     assert len(set(map(tuple, full.inner_losses))) == 3  # the splits do differ
-    assigned = distributed.assigned_splits
-    monkeypatch.setattr(distributed, "assigned_splits", lambda *a: assigned(*a)[2:])  # split 2 alone
+    assigned = torchrun.assigned_splits
+    monkeypatch.setattr(torchrun, "assigned_splits", lambda *a: assigned(*a)[2:])  # split 2 alone
     model = dropout_mixup_model()
     torch.manual_seed(123)  # nor may the global stream before the search matter
     alone = search_phase(model, data, tokenizer, Config(**CFG), seed=0)
@@ -103,8 +103,8 @@ def test_a_split_gives_the_same_result_whichever_splits_ran_before_it(tokenizer,
 
 
 def test_more_processes_than_splits_is_refused_in_one_line(tokenizer, monkeypatch):
-    monkeypatch.setattr(distributed, "setup", lambda strategy, device: False)
-    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    monkeypatch.setattr(torchrun, "setup", lambda strategy, device: False)
+    monkeypatch.setattr(torchrun, "world_size", lambda: 4)
     with pytest.raises(ValueError, match=r"^strategy 'splits' on 4 processes needs K >= 4 splits, got K=3"):
         search_phase(dropout_mixup_model(), synthetic_task(N), tokenizer, Config(**CFG, strategy="splits"))
 
@@ -117,9 +117,9 @@ def test_strategy_splits_in_one_unlaunched_process_is_the_plain_sequential_run(t
 
 def test_a_launch_with_strategy_splits_joins_the_group_but_trains_alone(monkeypatch):
     joined = []
-    monkeypatch.setattr(distributed, "init", joined.append)
+    monkeypatch.setattr(torchrun, "init", joined.append)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert distributed.setup("splits", "cpu") is False  # the training loop is not data parallel
+    assert torchrun.setup("splits", "cpu") is False  # the training loop is not data parallel
     assert joined == ["cpu"]
 
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, TrainingArguments
 
-from agwm_betty import reuse
 from agwm_betty.config import Config
-from agwm_betty.mixup import MixupLinear, alpha_parameters, apply_mixup, named_task_parameters, save_alphas
-from agwm_betty.search import finetune_phase, search_phase
-from agwm_betty.trainer import ALPHAS_FILE, SEARCH_FILE, AGWMTrainer
+from agwm_betty.core import saved_search
+from agwm_betty.core.phases import finetune_phase, search_phase
+from agwm_betty.core.surgery import MixupLinear, alpha_parameters, apply_mixup, named_task_parameters, save_alphas
+from agwm_betty.hf_trainer import ALPHAS_FILE, SEARCH_FILE, AGWMTrainer
 from synthetic import synthetic_task
 from tiny_models import tiny_model
 
@@ -48,7 +48,7 @@ def test_the_search_inside_the_trainer_is_search_phase_bit_for_bit(tokenizer, tm
     assert all(torch.equal(want[k], got[k]) for k in want)
     start = mixup_model().state_dict()
     assert any(not torch.equal(start[k], got[k]) for k in got if k.endswith(".alpha1"))  # the search moved alpha
-    saved = reuse.load(tmp_path / SEARCH_FILE)  # and left its state where --alphas-from reads it
+    saved = saved_search.load(tmp_path / SEARCH_FILE)  # and left its state where --alphas-from reads it
     assert all(torch.equal(saved.alphas[k], got[k]) for k in saved.alphas)
 
 
@@ -102,13 +102,13 @@ def test_a_saved_model_is_a_plain_checkpoint_that_predicts_the_same(trained, tmp
         want = trainer.model.eval()(**batch).logits
         got = plain(**batch).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-    alphas = reuse.load(tmp_path / "final" / ALPHAS_FILE).alphas  # beside it, readable by --alphas-from
+    alphas = saved_search.load(tmp_path / "final" / ALPHAS_FILE).alphas  # beside it, readable by --alphas-from
     assert alphas and all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in alphas.items())
 
 
 def test_resuming_the_finetune_phase_does_not_search_again(trained, tokenizer, monkeypatch):
     trainer, final = trained
-    monkeypatch.setattr("agwm_betty.trainer.search_phase", lambda *a, **k: pytest.fail("searched again"))
+    monkeypatch.setattr("agwm_betty.hf_trainer.search_phase", lambda *a, **k: pytest.fail("searched again"))
     again = AGWMTrainer(mixup_model(dropout=False), trainer.args, train_dataset=synthetic_task(24),
                         processing_class=tokenizer, agwm_config=Config(K=1, search_epochs=1, diagnostic_points=0))
     checkpoint = f"{trainer.args.output_dir}/checkpoint-2"  # halfway: two finetune steps left

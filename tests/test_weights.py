@@ -1,4 +1,4 @@
-"""Spec of the opt-in weights' assembly (agwm_betty/weights.py) on a small fake set of pieces: found
+"""Spec of the opt-in weights' assembly (agwm_betty/models/weight_files.py) on a small fake set of pieces: found
 through installed packages, checked by SHA-256, idempotent, never half-made, and the bf16 transfer."""
 import dataclasses
 import os
@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from agwm_betty import weights
-from agwm_betty.weights import (
+from agwm_betty.models import weight_files
+from agwm_betty.models.weight_files import (
     MARKER,
     WEIGHTS_FILE,
     SplitWeights,
@@ -71,13 +71,13 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     spec = SplitWeights(name="fake", folder=FOLDER, sha256=sha256_file(directory / WEIGHTS_FILE),
                         size=(directory / WEIGHTS_FILE).stat().st_size, dists=dists, piece_suffix=".zip.")
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", spec)
+    monkeypatch.setitem(weight_files.SPLIT_PLMS, "fake", spec)
     return spec, tmp_path / "cache"
 
 
 def test_pieces_are_found_through_the_installed_packages_in_order(fake):
     spec, _ = fake
-    pieces = weights.installed_pieces(spec)
+    pieces = weight_files.installed_pieces(spec)
     assert [p.name for p in pieces] == [f"{FOLDER}.zip.001", f"{FOLDER}.zip.002", f"{FOLDER}.zip.003"]
     assert all(p.is_file() for p in pieces)
 
@@ -97,7 +97,7 @@ def test_running_again_does_nothing(fake):
     spec, root = fake
     path = install("fake", root=root)
     inode = (path / WEIGHTS_FILE).stat().st_ino
-    for piece in weights.installed_pieces(spec):
+    for piece in weight_files.installed_pieces(spec):
         piece.unlink()  # a second run must not even need the pieces
     assert install("fake", root=root) == path
     assert (path / WEIGHTS_FILE).stat().st_ino == inode
@@ -105,7 +105,7 @@ def test_running_again_does_nothing(fake):
 
 def test_a_wrong_sha_is_refused_and_leaves_no_directory(fake, monkeypatch):
     spec, root = fake
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", dataclasses.replace(spec, sha256="0" * 64))
+    monkeypatch.setitem(weight_files.SPLIT_PLMS, "fake", dataclasses.replace(spec, sha256="0" * 64))
     with pytest.raises(WeightsError, match="SHA-256"):
         install("fake", root=root)
     assert not model_dir(spec, root).exists()
@@ -114,24 +114,24 @@ def test_a_wrong_sha_is_refused_and_leaves_no_directory(fake, monkeypatch):
 
 def test_pieces_out_of_order_are_refused(fake):
     spec, root = fake
-    pieces = weights.installed_pieces(spec)
+    pieces = weight_files.installed_pieces(spec)
     with pytest.raises(WeightsError):
-        weights.assemble(spec, [pieces[1], pieces[0], pieces[2]], root)
+        weight_files.assemble(spec, [pieces[1], pieces[0], pieces[2]], root)
     assert not is_assembled(spec, root) and not model_dir(spec, root).exists()
 
 
 def test_an_interrupted_assembly_leaves_nothing_that_passes_the_check(fake, monkeypatch):
     spec, root = fake
-    real_check = weights.check_weights
+    real_check = weight_files.check_weights
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # as if ^C arrived after unzipping, before the check finished
 
-    monkeypatch.setattr(weights, "check_weights", interrupted)
+    monkeypatch.setattr(weight_files, "check_weights", interrupted)
     with pytest.raises(KeyboardInterrupt):
         install("fake", root=root)
     assert not model_dir(spec, root).exists() and not is_assembled(spec, root)
-    monkeypatch.setattr(weights, "check_weights", real_check)
+    monkeypatch.setattr(weight_files, "check_weights", real_check)
     assert is_assembled(spec, root) is False
     install("fake", root=root)
     assert is_assembled(spec, root)
@@ -140,7 +140,7 @@ def test_an_interrupted_assembly_leaves_nothing_that_passes_the_check(fake, monk
 def test_a_killed_run_s_leftovers_are_not_accepted_and_are_replaced(fake):
     spec, root = fake
     target = model_dir(spec, root)
-    stale = target.parent / f"{weights.TMP_PREFIX}{FOLDER}-killed"
+    stale = target.parent / f"{weight_files.TMP_PREFIX}{FOLDER}-killed"
     stale.mkdir(parents=True)  # a kill -9 skips the cleanup: the temporary directory stays
     target.mkdir()
     (target / WEIGHTS_FILE).write_bytes(b"half")  # and a half-made target without its marker
@@ -153,7 +153,7 @@ def test_a_killed_run_s_leftovers_are_not_accepted_and_are_replaced(fake):
 
 def test_missing_package_names_the_package(fake, monkeypatch):
     spec, root = fake
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake",
+    monkeypatch.setitem(weight_files.SPLIT_PLMS, "fake",
                         dataclasses.replace(spec, dists=spec.dists + ("not-installed-part",)))
     with pytest.raises(WeightsError, match="not-installed-part is not installed"):
         install("fake", root=root)
@@ -173,7 +173,7 @@ def rounded_spec(spec, tmp_path):
 def bf16(fake, tmp_path, monkeypatch) -> SplitWeights:
     """The fake PLM's bf16-rounded copy, registered as "fake-bf16" (not yet assembled)."""
     spec = rounded_spec(fake[0], tmp_path)
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake-bf16", spec)
+    monkeypatch.setitem(weight_files.SPLIT_PLMS, "fake-bf16", spec)
     return spec
 
 
@@ -200,19 +200,19 @@ def test_bf16_copy_holds_float32_weights_rounded_through_bfloat16(fake, bf16):
 
 def test_packed_pieces_unpack_elsewhere_to_the_same_rounded_directory(fake, bf16, bf16_here, tmp_path):
     root, here = fake[1], bf16_here
-    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=root)
+    pieces = weight_files.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=root)
     assert len(pieces) > 2 and all(p.stat().st_size <= 2048 for p in pieces)
     assert sum(p.stat().st_size for p in pieces) < bf16.size  # bf16 storage: about half
     there = install("fake-bf16", pieces_dir=tmp_path / "carry", root=tmp_path / "device")
     assert sha256_file(there / WEIGHTS_FILE) == sha256_file(here / WEIGHTS_FILE) == bf16.sha256
     assert (there / "vocab.txt").read_text() == (here / "vocab.txt").read_text()
     assert (there / "1_Pooling" / "config.json").exists() and (there / "config.json").exists()
-    again = weights.pack(bf16, tmp_path / "again", piece_bytes=2048, root=root)
+    again = weight_files.pack(bf16, tmp_path / "again", piece_bytes=2048, root=root)
     assert [sha256_file(p) for p in again] == [sha256_file(p) for p in pieces]  # byte-reproducible
 
 
 def test_a_corrupted_transfer_piece_is_refused(fake, bf16, bf16_here, tmp_path):
-    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=fake[1])
+    pieces = weight_files.pack(bf16, tmp_path / "carry", piece_bytes=2048, root=fake[1])
     data = bytearray(pieces[-2].read_bytes())
     data[100] ^= 0xFF  # one flipped byte inside the weights
     pieces[-2].write_bytes(bytes(data))
@@ -223,15 +223,15 @@ def test_a_corrupted_transfer_piece_is_refused(fake, bf16, bf16_here, tmp_path):
 
 def test_cache_root_follows_agwm_cache_then_xdg(monkeypatch, tmp_path):
     monkeypatch.setenv("AGWM_CACHE", str(tmp_path / "a"))
-    assert weights.cache_root() == tmp_path / "a"
+    assert weight_files.cache_root() == tmp_path / "a"
     monkeypatch.delenv("AGWM_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert weights.cache_root() == tmp_path / "x" / "agwm-betty"
-    assert os.path.commonpath([weights.cache_root(), tmp_path]) == str(tmp_path)
+    assert weight_files.cache_root() == tmp_path / "x" / "agwm-betty"
+    assert os.path.commonpath([weight_files.cache_root(), tmp_path]) == str(tmp_path)
 
 
 def test_the_command_assembles_once_then_says_it_already_has(fake, monkeypatch, capsys):
-    from agwm_betty.cli.weights import main
+    from agwm_betty.cli.agwm_weights import main
 
     spec, root = fake
     monkeypatch.setenv("AGWM_CACHE", str(root))
@@ -244,11 +244,11 @@ def test_the_command_assembles_once_then_says_it_already_has(fake, monkeypatch, 
 
 
 def test_the_command_refuses_a_wrong_sha_with_exit_2_and_one_line(fake, monkeypatch, capsys):
-    from agwm_betty.cli.weights import main
+    from agwm_betty.cli.agwm_weights import main
 
     spec, root = fake
     monkeypatch.setenv("AGWM_CACHE", str(root))
-    monkeypatch.setitem(weights.SPLIT_PLMS, "fake", dataclasses.replace(spec, sha256="0" * 64))
+    monkeypatch.setitem(weight_files.SPLIT_PLMS, "fake", dataclasses.replace(spec, sha256="0" * 64))
     assert main(["fake"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: fake: model.safetensors has SHA-256 ")
@@ -256,12 +256,12 @@ def test_the_command_refuses_a_wrong_sha_with_exit_2_and_one_line(fake, monkeypa
 
 def test_byte_planes_round_trip_any_length():
     for data in (b"", b"a", bytes(range(256)) * 3 + b"z"):
-        planes = weights.to_planes(data)
-        assert len(planes) == len(data) and weights.from_planes(planes) == data
-    assert weights.to_planes(b"\x01\xa0\x02\xa0") == b"\xa0\xa0\x01\x02"  # high bytes first
+        planes = weight_files.to_planes(data)
+        assert len(planes) == len(data) and weight_files.from_planes(planes) == data
+    assert weight_files.to_planes(b"\x01\xa0\x02\xa0") == b"\xa0\xa0\x01\x02"  # high bytes first
 
 
 def test_pack_sizes_each_piece_from_a_list_repeating_the_last(fake, bf16, bf16_here, tmp_path):
-    pieces = weights.pack(bf16, tmp_path / "carry", piece_bytes=[500, 1500], root=fake[1])
+    pieces = weight_files.pack(bf16, tmp_path / "carry", piece_bytes=[500, 1500], root=fake[1])
     sizes = [p.stat().st_size for p in pieces]
     assert sizes[0] == 500 and all(size == 1500 for size in sizes[1:-1]) and 0 < sizes[-1] <= 1500

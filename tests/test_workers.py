@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agwm_betty import workers
 from agwm_betty.config import Config
-from agwm_betty.experiment import CustomTask, Experiment, planned_runs
-from agwm_betty.sweep import run_sweep, sweep_jobs
+from agwm_betty.runs import pool
+from agwm_betty.runs.experiment import CustomTask, Experiment, planned_runs
+from agwm_betty.runs.sweep import run_sweep, sweep_jobs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as each of two worker processes
 
@@ -26,13 +26,13 @@ def sweep(**kwargs) -> Experiment:
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 30])
 def test_shards_never_overlap_and_together_hold_every_run_in_list_order(count):
     jobs = planned_runs(sweep(), seed_major=True)
-    shards = [workers.shard(jobs, i, count) for i in range(count)]
+    shards = [pool.shard(jobs, i, count) for i in range(count)]
     assert sorted(job for s in shards for job in s) == sorted(jobs)  # union, each job once
     assert sum(len(s) for s in shards) == len(jobs)
     for s in shards:
         assert s == [job for job in jobs if job in s]  # a shard runs its jobs in the list's order
         assert len(s) in (len(jobs) // count, -(-len(jobs) // count))  # dealt evenly
-    assert shards == [workers.shard(jobs, i, count) for i in range(count)]  # stable
+    assert shards == [pool.shard(jobs, i, count) for i in range(count)]  # stable
 
 
 def test_a_shard_depends_on_the_sweep_alone_not_on_the_workers_or_what_is_recorded(tmp_path):
@@ -67,7 +67,7 @@ def test_one_process_keeps_task_major_order_and_workers_or_shards_go_seed_by_see
     ("--shard", "a/b", "--shard takes I/N"),
 ])
 def test_bad_workers_or_shard_is_one_line_and_exit_2(flag, value, message, capsys, tmp_path):
-    from agwm_betty.cli.glue import main
+    from agwm_betty.cli.agwm_glue import main
 
     with pytest.raises(SystemExit) as exit_:
         main([f"{flag}={value}", "--output", str(tmp_path)])
@@ -77,7 +77,7 @@ def test_bad_workers_or_shard_is_one_line_and_exit_2(flag, value, message, capsy
 
 
 def test_the_flags_reach_the_experiment():
-    from agwm_betty.cli.glue import build_parser, experiment_from_args
+    from agwm_betty.cli.agwm_glue import build_parser, experiment_from_args
 
     flags = ["--workers", "3", "--shard", "1/4", "--runs-per-worker", "2"]
     exp = experiment_from_args(build_parser().parse_args(flags))
@@ -100,12 +100,12 @@ def test_the_api_refuses_the_same_values(kwargs, message):
 
 def test_worker_processes_are_pinned_round_robin_to_the_gpus_and_share_the_cores(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert workers.visible_gpus() == []
+    assert pool.visible_gpus() == []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert workers.threads_per_worker(1) == len(os.sched_getaffinity(0))
-    assert workers.threads_per_worker(10 * os.cpu_count()) == 1
+    assert pool.threads_per_worker(1) == len(os.sched_getaffinity(0))
+    assert pool.threads_per_worker(10 * os.cpu_count()) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert workers.threads_per_worker(2) == 3
+    assert pool.threads_per_worker(2) == 3
 
 
 def job_in_a_worker(job):
@@ -120,7 +120,7 @@ def job_in_a_worker(job):
 def test_a_failed_run_and_a_dead_worker_are_reported_and_the_other_runs_finish():
     done, failed = {}, {}
     jobs = ["a", "boom", "die", "b", "c", "d"]
-    workers.run_pool(job_in_a_worker, jobs, 2, gpus=["7", "9"], threads=1, on_done=done.__setitem__,
+    pool.run_pool(job_in_a_worker, jobs, 2, gpus=["7", "9"], threads=1, on_done=done.__setitem__,
                      on_failed=failed.__setitem__)
     assert set(done) == {"a", "b", "c", "d"} and set(failed) == {"boom", "die"}
     assert "ValueError: boom went the run" in failed["boom"]
@@ -138,21 +138,21 @@ def pid_of_a_worker(job):
 def test_a_worker_retires_after_its_runs_and_a_fresh_process_takes_its_place(runs_per_worker):
     done = {}
     jobs = list("abcdefg")
-    workers.run_pool(pid_of_a_worker, jobs, 2, on_done=done.__setitem__, runs_per_worker=runs_per_worker)
+    pool.run_pool(pid_of_a_worker, jobs, 2, on_done=done.__setitem__, runs_per_worker=runs_per_worker)
     assert sorted(done) == jobs  # every run, once
     pids = [pid for _, pid in done.values()]
     runs_in = {pid: pids.count(pid) for pid in pids}
     assert max(runs_in.values()) == runs_per_worker  # no process ran more than its share
     assert len(runs_in) >= -(-len(jobs) // runs_per_worker)
     kept = {}
-    workers.run_pool(pid_of_a_worker, jobs, 2, on_done=kept.__setitem__)
+    pool.run_pool(pid_of_a_worker, jobs, 2, on_done=kept.__setitem__)
     assert len({pid for _, pid in kept.values()}) <= 2  # without it, two processes run everything
 
 
 def test_a_failed_or_dying_run_in_a_retiring_pool_leaves_the_other_runs_to_fresh_workers():
     done, failed = {}, {}
     jobs = ["a", "boom", "die", "b", "c", "d"]
-    workers.run_pool(job_in_a_worker, jobs, 2, threads=1, on_done=done.__setitem__,
+    pool.run_pool(job_in_a_worker, jobs, 2, threads=1, on_done=done.__setitem__,
                      on_failed=failed.__setitem__, runs_per_worker=1)
     assert set(done) == {"a", "b", "c", "d"} and set(failed) == {"boom", "die"}
 
@@ -197,7 +197,7 @@ def test_two_workers_and_two_shards_record_what_one_process_records(tiny_regress
 
 def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed=None, runs_per_worker=None,
                     after=None):
-    """`workers.run_pool`'s contract without spawning (the pool itself is tested above)."""
+    """`pool.run_pool`'s contract without spawning (the pool itself is tested above)."""
     for job in jobs:
         try:
             result = fn(job)
@@ -208,9 +208,9 @@ def in_this_process(fn, jobs, count, gpus=(), threads=1, on_done=None, on_failed
 
 
 def test_failed_runs_in_workers_are_reported_and_the_exit_status_is_1(tiny_regression, tmp_path, capsys, monkeypatch):
-    from agwm_betty.cli.glue import main
+    from agwm_betty.cli.agwm_glue import main
 
-    monkeypatch.setattr(workers, "run_pool", in_this_process)
+    monkeypatch.setattr(pool, "run_pool", in_this_process)
     code = main(["--plm", tiny_regression["plm"], "--train-file", tiny_regression["train"], "--validation-file",
                  tiny_regression["dev"], "--text-columns", "text", "--label-column", "score", "--methods", "vanilla",
                  "--seeds", "2", "--n", "100", "--device", "cpu", "--no-progress", "--workers", "2",

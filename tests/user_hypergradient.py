@@ -1,5 +1,5 @@
 """A hypergradient of one's own, as a user's module holds it (the README's example, tested)."""
-from agwm_betty.hypergradients import darts_paper
+from agwm_betty.core.hypergradients import darts_paper
 
 SCALE = 2.0
 

@@ -11,7 +11,7 @@ from datasets import DatasetDict
 
 from agwm_betty.data.schema import as_float, to_dataset
 from agwm_betty.data.tasks import ONE_TEXT, PAIR_TEXT, DataError, TaskSpec
-from agwm_betty.jsonlines import read_objects
+from agwm_betty.runs.jsonlines import read_objects
 
 
 def load_custom(

@@ -1,6 +1,10 @@
 """Every method by its `--methods` name, behind one interface (`Method.run`)."""
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+from agwm_betty.config import Config, MethodConfig
 from agwm_betty.methods.agwm import AGWM, Joint, MeanAlpha, RandomAlpha, VanillaMatched
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 from agwm_betty.methods.consistency import R3F, RDrop
@@ -23,6 +27,20 @@ METHODS: dict[str, Method] = {
 }
 
 
+# each method's own config class, by --methods name (the methods without options of their own have none)
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {m.name: m.config_class for m in METHODS.values() if m.config_class}
+
+
+@functools.cache
+def setting_defaults() -> dict[str, Any]:
+    """Every setting's default by name: the shared config's and each method's own (their names never
+    collide): what a run's identity leaves out (`runs.records.run_id`)."""
+    defaults = {name: getattr(Config(), name) for name in Config.field_names()}
+    for config_class in METHOD_CONFIGS.values():
+        defaults.update(config_class().to_dict())
+    return defaults
+
+
 def get_method(name: str) -> Method:
     """The method registered as `name`; ValueError listing the valid names otherwise."""
     try:
@@ -31,4 +49,4 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
 
 
-__all__ = ["METHODS", "Method", "RunContext", "RunResult", "get_method"]
+__all__ = ["METHOD_CONFIGS", "METHODS", "Method", "RunContext", "RunResult", "get_method", "setting_defaults"]

@@ -6,10 +6,10 @@ import time
 import torch
 from torch import nn
 
-from agwm_betty import reuse
 from agwm_betty.config import ALPHA_FIELDS, MIXUP_FIELDS, SEARCH_FIELDS, TRAINING_FIELDS
-from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
-from agwm_betty.mixup import (
+from agwm_betty.core import saved_search
+from agwm_betty.core.phases import finetune_phase, search_phase
+from agwm_betty.core.surgery import (
     alpha_factors,
     alpha_parameters,
     apply_mixup,
@@ -20,8 +20,8 @@ from agwm_betty.mixup import (
     named_task_parameters,
     set_alphas_trainable,
 )
-from agwm_betty.search import finetune_phase, search_phase
-from agwm_betty.train import Hooks, decay_groups
+from agwm_betty.core.train_loop import Hooks, decay_groups
+from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
 
 
 class TwoPhase(Method):
@@ -54,7 +54,7 @@ class TwoPhase(Method):
                               log=ctx.log, keep_state=keep)
         if ctx.log is not None and ctx.log.report_to != "none":  # dev metrics as the search left the model
             ctx.log.log(ctx.evaluate(model), tag="eval/search", step=search.steps_per_split)
-        saved = reuse.capture(search.state) if keep else None  # with the finetune phase's random state
+        saved = saved_search.capture(search.state) if keep else None  # with the finetune phase's random state
         search.state = None
         started = time.perf_counter()
         losses = finetune_phase(model, ctx.train, ctx.tokenizer, cfg, seed=ctx.seed, log=ctx.log)
@@ -70,7 +70,7 @@ class TwoPhase(Method):
         ones, W at the pretrained weights or, with `ctx.reuse_task_weights`, at the searched ones."""
         if not self.mixup:
             raise ValueError(f"{self.name} has no alpha to reuse")
-        reuse.apply(model, ctx.alphas_from, task_weights=ctx.reuse_task_weights)
+        saved_search.apply(model, ctx.alphas_from, task_weights=ctx.reuse_task_weights)
         started = time.perf_counter()
         losses = finetune_phase(model, ctx.train, ctx.tokenizer, ctx.cfg, seed=ctx.seed, log=ctx.log)
         return self.result(ctx, model, {"finetune": time.perf_counter() - started}, {"finetune": len(losses)})

@@ -9,14 +9,14 @@ from typing import Any
 
 from torch import nn
 
-from agwm_betty.config import TRAINING_FIELDS, Config
-from agwm_betty.curves import RunLog
+from agwm_betty.config import TRAINING_FIELDS, Config, MethodConfig
+from agwm_betty.core.phases import finetune_phase
+from agwm_betty.core.saved_search import SavedSearch
+from agwm_betty.core.surgery import HEAD_MODULES, alpha_summary, merge_mixup
+from agwm_betty.core.train_loop import Hooks, predict
 from agwm_betty.data import TaskSpec, make_loader
-from agwm_betty.metrics import compute_metrics
-from agwm_betty.mixup import HEAD_MODULES, alpha_summary, merge_mixup
-from agwm_betty.reuse import SavedSearch
-from agwm_betty.search import finetune_phase
-from agwm_betty.train import Hooks, predict
+from agwm_betty.metrics.scores import compute_metrics
+from agwm_betty.runs.run_log import RunLog
 
 ModelFactory = Callable[[], "tuple[nn.Module, list[str]]"]
 
@@ -37,7 +37,7 @@ class RunContext:
     searched: SavedSearch | None = None  # the saved search of the run this one builds on (`Method.needs_search_of`)
     keep_search: bool = False  # a two-phase run returns its searched state (`RunResult.search`, for --save-alphas)
     reuse_task_weights: bool = False  # with alphas_from: start from its searched task weights too
-    log: RunLog | None = None  # the run's curves (agwm_betty.curves); None: none kept
+    log: RunLog | None = None  # the run's curves (agwm_betty.runs.run_log); None: none kept
     raw_train: Any = None  # the same examples untokenised (text_a[, text_b], label): for methods that tokenise
     raw_eval: Any = None  # their own, such as setfit
     plm_path: str | None = None  # the PLM's HF id or local directory, for methods that load it their own way
@@ -87,13 +87,32 @@ class Method:
 
     name: str = ""
     description: str = ""
-    hparams: tuple[str, ...] = TRAINING_FIELDS  # the config fields this method's results depend on
+    hparams: tuple[str, ...] = TRAINING_FIELDS  # the settings this method's results depend on (shared or its own)
+    config_class: type[MethodConfig] | None = None  # this method's own options, declared beside it
     # The method whose saved search (same task, n and seed, `--save-alphas`) this one starts from: a
     # sweep runs that method's run first and hands its search over in `RunContext.searched`.
     needs_search_of: str | None = None
 
     def run(self, ctx: RunContext) -> RunResult:
         raise NotImplementedError
+
+    def options(self, cfg: Config) -> MethodConfig:
+        """This method's own config: `cfg.methods[name]`, else its config class's defaults."""
+        if self.config_class is None:
+            raise ValueError(f"method {self.name!r} has no options of its own")
+        found = cfg.methods.get(self.name)
+        if found is None:
+            return self.config_class()
+        if not isinstance(found, self.config_class):
+            raise ValueError(f"methods[{self.name!r}] must be a {self.config_class.__name__}, "
+                             f"got {type(found).__name__}")
+        return found
+
+    def record_hparams(self, cfg: Config) -> dict:
+        """The values of `hparams`, each from the shared config or this method's own: a record's `hparams`."""
+        own = self.options(cfg).to_dict() if self.config_class is not None else {}
+        shared = {name: getattr(cfg, name) for name in Config.field_names()}
+        return {name: own[name] if name in own else shared[name] for name in self.hparams}
 
     # Where `applies_to` gives a reason: True, vanilla finetuning is reported instead, with a note (the
     # paper's convention, e.g. R3F on regression); False, the sweep is refused before it starts.

@@ -5,14 +5,16 @@ noise; R-Drop (Wu et al. 2021) compares two passes with different dropout masks.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.config import TRAINING_FIELDS, MethodConfig, option, require_non_negative
+from agwm_betty.core.train_loop import Hooks
 from agwm_betty.data import TaskSpec
 from agwm_betty.methods.base import FinetuneMethod, RunContext
-from agwm_betty.train import Hooks
 
 
 def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -22,6 +24,32 @@ def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor
     kl_pq = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")  # KL(P || Q)
     kl_qp = F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")  # KL(Q || P)
     return kl_pq + kl_qp
+
+
+@dataclass
+class R3FConfig(MethodConfig):
+    """R3F's options."""
+
+    r3f_eps: float = option(1e-5, "scale of the noise on the input embeddings")
+    r3f_lambda: float = option(1.0, "weight of the symmetric KL term")
+    r3f_noise: str = option("normal", "noise type, normal or uniform")
+
+    def validate(self) -> R3FConfig:
+        require_non_negative(self, "r3f_eps", "r3f_lambda")
+        if self.r3f_noise not in ("normal", "uniform"):
+            raise ValueError(f"r3f_noise must be 'normal' or 'uniform', got {self.r3f_noise!r}")
+        return self
+
+
+@dataclass
+class RDropConfig(MethodConfig):
+    """R-Drop's options."""
+
+    rdrop_alpha: float = option(1.0, "weight of the symmetric KL between two dropout passes")
+
+    def validate(self) -> RDropConfig:
+        require_non_negative(self, "rdrop_alpha")
+        return self
 
 
 class R3FLoss(Hooks):
@@ -51,6 +79,7 @@ class R3F(FinetuneMethod):
     name = "r3f"
     description = "R3F (Aghajanyan et al. 2020): symmetric KL between clean and noisy-embedding predictions"
     hparams = TRAINING_FIELDS + ("r3f_eps", "r3f_lambda", "r3f_noise")
+    config_class = R3FConfig
 
     def applies_to(self, spec: TaskSpec) -> str | None:
         if spec.is_regression:
@@ -59,8 +88,8 @@ class R3F(FinetuneMethod):
         return None
 
     def hooks(self, model: nn.Module, ctx: RunContext) -> Hooks:
-        cfg = ctx.cfg
-        return R3FLoss(cfg.r3f_eps, cfg.r3f_lambda, cfg.r3f_noise)
+        own = self.options(ctx.cfg)
+        return R3FLoss(own.r3f_eps, own.r3f_lambda, own.r3f_noise)
 
 
 class RDropLoss(Hooks):
@@ -84,6 +113,7 @@ class RDrop(FinetuneMethod):
     name = "rdrop"
     description = "R-Drop (Wu et al. 2021): symmetric KL between the predictions of two dropout passes"
     hparams = TRAINING_FIELDS + ("rdrop_alpha",)
+    config_class = RDropConfig
 
     def hooks(self, model: nn.Module, ctx: RunContext) -> Hooks:
-        return RDropLoss(ctx.cfg.rdrop_alpha)
+        return RDropLoss(self.options(ctx.cfg).rdrop_alpha)

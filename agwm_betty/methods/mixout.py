@@ -14,13 +14,25 @@ M is element-wise as in the paper's definition (their `mixout` draws one mask pe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.config import TRAINING_FIELDS, MethodConfig, option, require_fraction
+from agwm_betty.core.surgery import HEAD_MODULES, _replace, is_conv1d, linear_forward, merge_layers, mixup_targets
 from agwm_betty.methods.base import FinetuneMethod, RunContext
-from agwm_betty.mixup import HEAD_MODULES, _replace, is_conv1d, linear_forward, merge_layers, mixup_targets
+
+
+@dataclass
+class MixoutConfig(MethodConfig):
+    """Mixout's options (appendix D.3's search space)."""
+
+    mixout_p: float = option(0.1, "probability of swapping a weight for its pretrained value")
+
+    def validate(self) -> MixoutConfig:
+        require_fraction(self, "mixout_p", zero_ok=True)
+        return self
 
 
 class MixoutLinear(nn.Module):
@@ -74,9 +86,10 @@ class Mixout(FinetuneMethod):
     name = "mixout"
     description = "Mixout (Lee et al. 2019): weights randomly swapped for pretrained ones with prob. p in training"
     hparams = TRAINING_FIELDS + ("mixout_p",)
+    config_class = MixoutConfig
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        return apply_mixout(model, ctx.cfg.mixout_p, ctx.exclude_modules)
+        return apply_mixout(model, self.options(ctx.cfg).mixout_p, ctx.exclude_modules)
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         return merge_mixout(model)

@@ -8,13 +8,63 @@ train. With PEFT's defaults on BERT-large this gives the paper's trainable-param
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.config import (
+    TRAINING_FIELDS,
+    MethodConfig,
+    option,
+    require_count,
+    require_non_negative,
+    require_positive,
+)
+from agwm_betty.core.surgery import HEAD_MODULES
 from agwm_betty.methods.base import FinetuneMethod, RunContext
-from agwm_betty.mixup import HEAD_MODULES
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    """LoRA's options (the PEFT library's LoRA example, as appendix F)."""
+
+    lora_r: int = option(8, "rank")
+    lora_alpha: int = option(16, "scaling alpha")
+    lora_dropout: float = option(0.1, "dropout")
+    lora_lr: float = option(3e-4, "learning rate (the PEFT library's LoRA example, as appendix F)")
+
+    def validate(self) -> LoRAConfig:
+        require_count(self, "lora_r", "lora_alpha")
+        require_non_negative(self, "lora_dropout")
+        require_positive(self, "lora_lr")
+        return self
+
+
+@dataclass
+class PrefixConfig(MethodConfig):
+    """Prefix-Tuning's options (the PEFT library's prefix-tuning example)."""
+
+    prefix_lr: float = option(1e-2, "learning rate (the PEFT library's prefix-tuning example)")
+    num_virtual_tokens: int = option(20, "number of virtual tokens (prefix and prompt)")
+
+    def validate(self) -> PrefixConfig:
+        require_positive(self, "prefix_lr")
+        require_count(self, "num_virtual_tokens")
+        return self
+
+
+@dataclass
+class PromptConfig(MethodConfig):
+    """Prompt Tuning's options (the PEFT library's prompt-tuning example)."""
+
+    prompt_lr: float = option(1e-3, "learning rate (the PEFT library's prompt-tuning example)")
+    num_virtual_tokens: int = option(20, "number of virtual tokens (prefix and prompt)")
+
+    def validate(self) -> PromptConfig:
+        require_positive(self, "prompt_lr")
+        require_count(self, "num_virtual_tokens")
+        return self
 
 
 def head_modules(ctx: RunContext) -> list[str]:
@@ -48,21 +98,22 @@ class PeftMethod(FinetuneMethod):
         return get_peft_model(model, self.peft_config(ctx))
 
     def learning_rate(self, ctx: RunContext) -> float:
-        return getattr(ctx.cfg, self.lr_field)
+        return getattr(self.options(ctx.cfg), self.lr_field)
 
 
 class LoRA(PeftMethod):
     name = "lora"
     description = "LoRA (Hu et al. 2021): frozen PLM, trainable low-rank updates of query/value (PEFT defaults)"
     lr_field = "lora_lr"
+    config_class = LoRAConfig
     peft_fields = ("lora_r", "lora_alpha", "lora_dropout")
 
     def peft_config(self, ctx: RunContext):
         from peft import LoraConfig, TaskType
 
-        cfg = ctx.cfg
-        return LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                          lora_dropout=cfg.lora_dropout, modules_to_save=head_modules(ctx))
+        own = self.options(ctx.cfg)
+        return LoraConfig(task_type=TaskType.SEQ_CLS, r=own.lora_r, lora_alpha=own.lora_alpha,
+                          lora_dropout=own.lora_dropout, modules_to_save=head_modules(ctx))
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         """Fold B @ A into the base weights: a plain HF model, no inference overhead."""
@@ -79,8 +130,8 @@ class VirtualTokenMethod(PeftMethod):
     def peft_config(self, ctx: RunContext):
         import peft
 
-        config_class = getattr(peft, self.config_name)
-        return config_class(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=ctx.cfg.num_virtual_tokens,
+        peft_class = getattr(peft, self.config_name)
+        return peft_class(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=self.options(ctx.cfg).num_virtual_tokens,
                             modules_to_save=head_modules(ctx))
 
 
@@ -88,6 +139,7 @@ class PromptTuning(VirtualTokenMethod):
     name = "prompt"
     description = "Prompt Tuning (Lester et al. 2021): frozen PLM, trainable soft-prompt embeddings"
     lr_field = "prompt_lr"
+    config_class = PromptConfig
     config_name = "PromptTuningConfig"
 
 
@@ -123,6 +175,7 @@ class PrefixTuning(VirtualTokenMethod):
     name = "prefix"
     description = "Prefix-Tuning (Li and Liang 2021): frozen PLM, trainable key/value prefixes in every layer"
     lr_field = "prefix_lr"
+    config_class = PrefixConfig
     config_name = "PrefixTuningConfig"
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
-from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.config import TRAINING_FIELDS, MethodConfig, option, require_non_negative
+from agwm_betty.core.surgery import HEAD_MODULES, _in_excluded
 from agwm_betty.methods.base import FinetuneMethod, RunContext
-from agwm_betty.mixup import HEAD_MODULES, _in_excluded
 
 # Names the HF architectures give their stack of transformer layers (BERT/RoBERTa/DeBERTa/XLNet:
 # `layer`, BART: `layers`, GPT-2: `h`, T5: `block`).
@@ -54,12 +55,24 @@ def reinit_targets(model: nn.Module, num_layers: int, exclude_modules: Sequence[
     return [n for n, _ in poolers(model)] + [n for n, _ in top]
 
 
+@dataclass
+class ReInitConfig(MethodConfig):
+    """Re-init's options."""
+
+    reinit_layers: int = option(3, "number of top encoder layers re-initialised (plus the pooler)")
+
+    def validate(self) -> ReInitConfig:
+        require_non_negative(self, "reinit_layers")
+        return self
+
+
 class ReInit(FinetuneMethod):
     name = "reinit"
     description = "Re-init (Zhang et al. 2020): pooler and top L transformer layers re-initialised before finetuning"
     hparams = TRAINING_FIELDS + ("reinit_layers",)
+    config_class = ReInitConfig
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        for name in reinit_targets(model, ctx.cfg.reinit_layers, ctx.exclude_modules):
+        for name in reinit_targets(model, self.options(ctx.cfg).reinit_layers, ctx.exclude_modules):
             reinitialize_(model, model.get_submodule(name))
         return model

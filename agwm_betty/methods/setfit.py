@@ -11,23 +11,42 @@ import tempfile
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agwm_betty.config import MethodConfig, option, require_count, require_positive
+from agwm_betty.core.train_loop import autocast
 from agwm_betty.data import TaskSpec
 from agwm_betty.methods.base import Method, RunContext, RunResult
-from agwm_betty.metrics import compute_metrics
-from agwm_betty.train import autocast
+from agwm_betty.metrics.scores import compute_metrics
 
 EXTRA = "pip install 'agwm-betty[setfit]'"
+
+
+@dataclass
+class SetFitConfig(MethodConfig):
+    """SetFit's options (its documented settings; the head is its default logistic regression)."""
+
+    setfit_iterations: int = option(20, "num_iterations, contrastive pairs drawn per training example and "
+                                        "iteration (SetFit's documented setting)")
+    setfit_epochs: int = option(1, "epochs of the body's contrastive finetuning (SetFit's default)")
+    setfit_body_lr: float = option(2e-5, "learning rate of the sentence-transformers body (SetFit's default); "
+                                         "the head is SetFit's default logistic regression")
+
+    def validate(self) -> SetFitConfig:
+        require_count(self, "setfit_iterations", "setfit_epochs")
+        require_positive(self, "setfit_body_lr")
+        return self
 
 
 class SetFit(Method):
     name = "setfit"
     description = "SetFit: contrastive finetuning of the sentence-transformers body, then a logistic-regression head"
     hparams = ("batch_size", "max_length", "setfit_iterations", "setfit_epochs", "setfit_body_lr", "precision")
+    config_class = SetFitConfig
     vanilla_where_inapplicable = False  # a vanilla record under SetFit's name would mislead
 
     def applies_to(self, spec: TaskSpec) -> str | None:
@@ -51,7 +70,7 @@ class SetFit(Method):
 
         if ctx.raw_train is None or ctx.plm_path is None:
             raise ValueError("setfit needs the untokenised examples and the PLM's path in its RunContext")
-        cfg, text = ctx.cfg, ctx.spec.text_columns[0]
+        cfg, own, text = ctx.cfg, self.options(ctx.cfg), ctx.spec.text_columns[0]
         train = Dataset.from_dict({"text": ctx.raw_train[text], "label": ctx.raw_train["label"]})
         from transformers.utils import logging as hf_logging
 
@@ -66,8 +85,8 @@ class SetFit(Method):
         with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():  # SetFit's checkpoints: none kept
             warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true")  # a CPU's DataLoader
             args = setfit.TrainingArguments(
-                output_dir=scratch, batch_size=cfg.batch_size, num_iterations=cfg.setfit_iterations,
-                num_epochs=cfg.setfit_epochs, body_learning_rate=cfg.setfit_body_lr, max_length=cfg.max_length,
+                output_dir=scratch, batch_size=cfg.batch_size, num_iterations=own.setfit_iterations,
+                num_epochs=own.setfit_epochs, body_learning_rate=own.setfit_body_lr, max_length=cfg.max_length,
                 seed=ctx.seed, report_to="none", save_strategy="no", show_progress_bar=cfg.progress,
                 use_amp=cfg.precision == "fp16",
                 logging_strategy="steps" if cfg.progress else "no",
@@ -89,7 +108,7 @@ class SetFit(Method):
         steps = {"finetune": int(trainer.st_trainer.state.global_step)}  # the body's contrastive steps
         diagnostics = {"library": {"setfit": setfit.__version__,
                                    "sentence_transformers": sentence_transformers.__version__},
-                       "pairs": len(train) * 2 * cfg.setfit_iterations}
+                       "pairs": len(train) * 2 * own.setfit_iterations}
         return RunResult(metrics, metrics[ctx.spec.metric], None, times, steps, diagnostics, model=model)
 
     def save(self, model: Any, tokenizer: Any, directory: Path, spec: TaskSpec | None = None) -> Path:

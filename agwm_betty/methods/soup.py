@@ -3,10 +3,11 @@ models finetuned on the same training set from different seeds."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
-from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.config import TRAINING_FIELDS, MethodConfig, option, require_count
+from agwm_betty.core.phases import average_states, snapshot
 from agwm_betty.methods.base import FinetuneMethod, Method, RunContext, RunResult
-from agwm_betty.search import average_states, snapshot
 
 MEMBER_SEED_STRIDE = 1000
 
@@ -17,15 +18,27 @@ def member_seed(seed: int, i: int) -> int:
     return seed + MEMBER_SEED_STRIDE * i
 
 
+@dataclass
+class SoupConfig(MethodConfig):
+    """The soup's options."""
+
+    soup_size: int = option(5, "number of vanilla models averaged")
+
+    def validate(self) -> SoupConfig:
+        require_count(self, "soup_size")
+        return self
+
+
 class Soup(Method):
     name = "soup"
     description = "uniform model soup (Wortsman et al. 2022): mean weights of soup_size vanilla models, other seeds"
     hparams = TRAINING_FIELDS + ("soup_size",)
+    config_class = SoupConfig
 
     def run(self, ctx: RunContext) -> RunResult:
         vanilla = FinetuneMethod()
         states, seconds, steps, seeds = [], 0.0, 0, []
-        for i in range(ctx.cfg.soup_size):
+        for i in range(self.options(ctx.cfg).soup_size):
             seeds.append(member_seed(ctx.seed, i))
             log = None if ctx.log is None else ctx.log.scoped(f"member{i}")
             model, times, member_steps = vanilla.train(dataclasses.replace(ctx, seed=seeds[-1], log=log))

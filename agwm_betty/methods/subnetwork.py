@@ -12,19 +12,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from agwm_betty import distributed
-from agwm_betty.config import TRAINING_FIELDS
+from agwm_betty.config import TRAINING_FIELDS, MethodConfig, option, require_fraction
+from agwm_betty.core.surgery import _is_linear
+from agwm_betty.core.train_loop import Hooks, autocast, num_steps, resolve_device, task_loss, to_device
 from agwm_betty.data import make_loader
 from agwm_betty.methods.base import FinetuneMethod, RunContext
 from agwm_betty.methods.reinit import transformer_layers
-from agwm_betty.mixup import _is_linear
-from agwm_betty.train import Hooks, autocast, num_steps, resolve_device, task_loss, to_device
+from agwm_betty.runs import torchrun
 
 Masks = dict[nn.Parameter, torch.Tensor]  # parameter -> bool tensor, True = in the child network
+
+
+@dataclass
+class ChildTuningConfig(MethodConfig):
+    """CHILD-TUNING_D's options."""
+
+    child_p: float = option(0.3, "fraction p_D of parameters kept in the child network")
+
+    def validate(self) -> ChildTuningConfig:
+        require_fraction(self, "child_p")
+        return self
+
+
+@dataclass
+class DPSConfig(MethodConfig):
+    """DPS dense's options."""
+
+    dps_p: float = option(0.3, "fraction of each weight matrix updated in a sparse period")
+    dps_ur: float = option(0.1, "update ratio, the period length as a fraction of the steps")
+
+    def validate(self) -> DPSConfig:
+        require_fraction(self, "dps_p", "dps_ur")
+        return self
 
 
 class MaskedUpdates(Hooks):
@@ -83,8 +107,8 @@ def squared_gradients(model: nn.Module, params: Iterable[nn.Parameter], ctx: Run
                     torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm)
                 fisher[p] += p.grad.detach().float() ** 2
         model.zero_grad(set_to_none=True)
-    if distributed.setup(cfg.strategy, device):  # ranks draw different dropout masks: agree on one mask
-        distributed.all_reduce_(fisher.values(), 1 / distributed.world_size())
+    if torchrun.setup(cfg.strategy, device):  # ranks draw different dropout masks: agree on one mask
+        torchrun.all_reduce_(fisher.values(), 1 / torchrun.world_size())
     return fisher
 
 
@@ -108,11 +132,12 @@ class ChildTuningD(FinetuneMethod):
     name = "child-tuning-d"
     description = "CHILD-TUNING_D (Xu et al. 2021): only a Fisher-selected child network of the layers is updated"
     hparams = TRAINING_FIELDS + ("child_p",)
+    config_class = ChildTuningConfig
 
     def hooks(self, model: nn.Module, ctx: RunContext) -> Hooks:
         """Select the child network (one pass over the training set) and keep the rest frozen."""
         fisher = squared_gradients(model, layer_parameters(model, ctx), ctx)
-        return MaskedUpdates(top_fraction(fisher, ctx.cfg.child_p))
+        return MaskedUpdates(top_fraction(fisher, self.options(ctx.cfg).child_p))
 
 
 class DPSHooks(MaskedUpdates):
@@ -155,8 +180,10 @@ class DPS(FinetuneMethod):
     name = "dps"
     description = "DPS dense (Zhang et al. 2022): Fisher-selected sub-network re-chosen every ur x steps"
     hparams = TRAINING_FIELDS + ("dps_p", "dps_ur")
+    config_class = DPSConfig
 
     def hooks(self, model: nn.Module, ctx: RunContext) -> Hooks:
         cfg = ctx.cfg
         total = num_steps(len(ctx.train), cfg.batch_size, cfg.epochs, cfg.max_steps)
-        return DPSHooks(layer_weight_matrices(model, ctx), cfg.dps_p, period=max(1, int(cfg.dps_ur * total)))
+        own = self.options(cfg)
+        return DPSHooks(layer_weight_matrices(model, ctx), own.dps_p, period=max(1, int(own.dps_ur * total)))

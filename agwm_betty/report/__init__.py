@@ -1,7 +1,7 @@
 """Aggregate runs.jsonl records into the paper's tables (ours beside the paper's) and figures.
 
 One idea per module, each importing its siblings directly (never this package):
-`names` (task names, method labels, row order), `records` (reading runs.jsonl, selecting runs,
+`names` (task names, method labels, row order), `selection` (reading runs.jsonl, selecting runs,
 pairing arms by seed), `stats` (chance, t-tests, summaries, paired differences, cost), `tables`
 (the paper's layouts, markdown), `alpha` (signal and alpha-pattern tables from the diagnostics),
 `figures` (matplotlib plots), `curves` (the runs' curves files: did the outer level move, loss
@@ -45,7 +45,8 @@ from agwm_betty.report.names import (
     task_key,
     task_name,
 )
-from agwm_betty.report.records import (
+from agwm_betty.report.render import LEGEND, render_report, write_report
+from agwm_betty.report.selection import (
     REQUIRED,
     load_records,
     load_runs,
@@ -53,7 +54,6 @@ from agwm_betty.report.records import (
     read_records,
     select,
 )
-from agwm_betty.report.render import LEGEND, render_report, write_report
 from agwm_betty.report.stats import (
     CHANCE,
     CHANCE_TOL,
@@ -93,3 +93,13 @@ __all__ = [
     "scales_table", "select", "signal_runs", "signal_table", "summary_table", "task_key", "task_name", "task_table",
     "to_markdown", "welch_p", "write_html", "write_report",
 ]
+
+
+def __getattr__(name: str):
+    """A submodule that moved in 0.3.0, read as an attribute the old way, with a warning."""
+    from agwm_betty import _moved
+
+    module = _moved.moved_attribute(__name__, name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return module

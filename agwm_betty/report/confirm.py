@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from agwm_betty.report.records import pair_by_seed
+from agwm_betty.report.selection import pair_by_seed
 
 ALPHA = 0.05
 LEVEL = 0.95

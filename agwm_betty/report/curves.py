@@ -1,4 +1,4 @@
-"""The runs' curves (`<output>/curves/<run>.jsonl`, agwm_betty.curves) in the report: did the outer
+"""The runs' curves (`<output>/curves/<run>.jsonl`, agwm_betty.runs.curve_files) in the report: did the outer
 level move, and where (a table that opens the report), and per task the loss curves of both phases
 and alpha's trajectory per layer group, a line per method with the min-max band over seeds.
 
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agwm_betty.curves import read_curves
 from agwm_betty.report.figures import figure, layer_key
 from agwm_betty.report.names import label_key, n_name, task_key, task_name
 from agwm_betty.report.tables import to_markdown
+from agwm_betty.runs.curve_files import read_curves
 
 SPLIT = re.compile(r"^search/split\d+/")
 LOSSES = (  # (tag without the split prefix, panel title)

@@ -11,7 +11,7 @@ from agwm_betty.report.alpha import alpha_pattern_table, signal_table
 from agwm_betty.report.curves import curve_runs, curves_section, outer_level_section
 from agwm_betty.report.figures import plot_alpha_hist, plot_alpha_layers, plot_metric_boxes, plot_signal
 from agwm_betty.report.names import file_label, label_key, n_name, task_name
-from agwm_betty.report.records import load_runs
+from agwm_betty.report.selection import load_runs
 from agwm_betty.report.stats import (
     INFORMATIVE_MARGIN,
     informative_table,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from agwm_betty.report.names import label_key, task_key
-from agwm_betty.report.records import pair_by_seed
+from agwm_betty.report.selection import pair_by_seed
 
 # Chance level of a task's main metric on its GLUE dev set: a seed at or below it is degenerate.
 # Counts come from /work/shared/glue_data/<TASK>/dev.tsv (label column, csv.QUOTE_NONE):

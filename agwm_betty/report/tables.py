@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from agwm_betty.paper_tables import paper_average, paper_value
 from agwm_betty.report.names import ABLATION_METHODS, label_key, n_name, task_key, task_name
+from agwm_betty.report.paper_numbers import paper_average, paper_value
 from agwm_betty.report.stats import paired_differences, summary_table
 
 PAPER = "paper BERT-large"

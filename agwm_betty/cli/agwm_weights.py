@@ -1,4 +1,4 @@
-"""`python -m agwm_betty.cli.weights NAME`: assemble an opt-in PLM in the user cache (what
+"""`python -m agwm_betty.cli.agwm_weights NAME`: assemble an opt-in PLM in the user cache (what
 `bash scripts/setup.sh --plm NAME` runs), `--pack OUT` to split its bf16 form for a lent GPU,
 `--pieces DIR` to assemble it there from those pieces, `--verify` to re-hash it in full."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agwm_betty.weights import (
+from agwm_betty.models.weight_files import (
     SPLIT_PLMS,
     WEIGHTS_FILE,
     WeightsError,
@@ -21,8 +21,8 @@ from agwm_betty.weights import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m agwm_betty.weights NAME [--pieces DIR] [--pack OUT]`: assemble, or split for transfer."""
-    parser = argparse.ArgumentParser(prog="python -m agwm_betty.cli.weights", description=__doc__)
+    """`python -m agwm_betty.cli.agwm_weights NAME [--pieces DIR] [--pack OUT]`: assemble, or split for transfer."""
+    parser = argparse.ArgumentParser(prog="python -m agwm_betty.cli.agwm_weights", description=__doc__)
     parser.add_argument("name", choices=sorted(SPLIT_PLMS))
     parser.add_argument("--pieces", type=Path, help="assemble from the pieces --pack wrote into this directory")
     parser.add_argument("--pack", type=Path, metavar="OUT", help="write the bf16 transfer pieces into OUT")

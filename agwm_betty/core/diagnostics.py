@@ -1,17 +1,18 @@
 """Measurements that build a search to look at it: one outer step's alpha gradient, split into terms.
 
 This module sits above the search (it builds the search phase's own engine), so nothing the
-search is built from imports it. What the search calls while it runs, the hypergradient functions
-and `SignalProbe`, sits below it in `agwm_betty.hypergradients`.
+search is built from imports it. What the search calls while it runs sits below it: the
+hypergradient functions in `agwm_betty.core.hypergradients`, `SignalProbe` in
+`agwm_betty.core.signal_probe`.
 """
 from __future__ import annotations
 
 import torch
 
 from agwm_betty.config import Config
-from agwm_betty.hypergradients import gradient_terms
-from agwm_betty.mixup import alpha_parameters, set_alphas_trainable
-from agwm_betty.search import build_split_engine, snapshot
+from agwm_betty.core.phases import build_split_engine, snapshot
+from agwm_betty.core.signal_probe import gradient_terms
+from agwm_betty.core.surgery import alpha_parameters, set_alphas_trainable
 
 
 def alpha_hypergradient(model, train_batch: dict, val_batch: dict, cfg: Config) -> dict[str, dict[str, torch.Tensor]]:
@@ -22,7 +23,7 @@ def alpha_hypergradient(model, train_batch: dict, val_batch: dict, cfg: Config) 
     loss on `val_batch` at W'), `implicit` (the configured hypergradient's term) and `total`
     (their sum, what the outer optimiser receives), each a dict keyed by parameter name. The model
     is left as it was."""
-    cfg.validate()  # also registers a package.module:function hypergradient
+    cfg.validate()  # the hypergradient's name; its outer problem below resolves it
     state = snapshot(model)
     trainable = {id(p): p.requires_grad for p in model.parameters()}
     try:

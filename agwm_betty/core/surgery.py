@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agwm_betty.compiled_mixup import compiled_mix
-from agwm_betty.fused_mixup import (  # noqa: F401 (MIXUP_IMPLS, set_mixup_impl re-exported)
+from agwm_betty.core.compiled_kernels import compiled_mix
+from agwm_betty.core.fused_kernels import (  # noqa: F401 (MIXUP_IMPLS, set_mixup_impl re-exported)
     MIXUP_IMPLS,
     MixBuffers,
     autocast_weight_dtype,
@@ -157,7 +157,7 @@ class MixupLinear(nn.Module):
         return cached[1], cached[2]
 
     def compiled_weight(self) -> torch.Tensor:
-        """W~ by one compiled pass (`compiled_mixup`), trainable or frozen alphas alike: in the dtype
+        """W~ by one compiled pass (`compiled_kernels`), trainable or frozen alphas alike: in the dtype
         the matmul reads, from the alpha factors in their own dtype, nothing out x in kept."""
         dtype = autocast_weight_dtype(self.weight)
         with torch.autocast(self.alpha1.device.type, enabled=False):

@@ -39,11 +39,11 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
-from agwm_betty import reuse
 from agwm_betty.config import Config
-from agwm_betty.curves import RunLog
-from agwm_betty.mixup import HEAD_MODULES, MixupLinear, apply_mixup, merge_mixup, set_alphas_trainable
-from agwm_betty.search import SearchResult, search_phase
+from agwm_betty.core import saved_search
+from agwm_betty.core.phases import SearchResult, search_phase
+from agwm_betty.core.surgery import HEAD_MODULES, MixupLinear, apply_mixup, merge_mixup, set_alphas_trainable
+from agwm_betty.runs.run_log import RunLog
 
 SEARCH_FILE = "agwm_search.pt"  # the searched state (alphas, task weights, random state) in output_dir
 ALPHAS_FILE = "agwm_alphas.pt"  # the final alphas beside a saved model
@@ -105,9 +105,9 @@ class AGWMTrainer(Trainer):
         finally:
             log.close()
         if self.args.should_save:
-            saved = reuse.capture(result.state, meta={"method": "agwm", "seed": self.args.seed,
-                                                      "source": "AGWMTrainer"})
-            reuse.save(saved, self.search_file)
+            saved = saved_search.capture(result.state, meta={"method": "agwm", "seed": self.args.seed,
+                                                              "source": "AGWMTrainer"})
+            saved_search.save(saved, self.search_file)
         self.search_result = result
         return result
 
@@ -118,12 +118,12 @@ class AGWMTrainer(Trainer):
         if trial is not None:
             raise ValueError("AGWMTrainer does not support hyperparameter_search trials")
         if self.alphas_from is not None:
-            reuse.apply(self.model, reuse.load(self.alphas_from))
+            saved_search.apply(self.model, saved_search.load(self.alphas_from))
         elif resume_from_checkpoint:  # the checkpoint restores W; the alphas are the search's, saved with it
             if not self.search_file.is_file():
                 raise ValueError(f"resume_from_checkpoint: no searched state at {self.search_file} (the search "
                                  f"saves it there before the finetune phase; was this output_dir trained?)")
-            reuse.apply(self.model, reuse.load(self.search_file))
+            saved_search.apply(self.model, saved_search.load(self.search_file))
         else:
             self.search()
         set_alphas_trainable(self.model, False)  # the Trainer's optimizer then takes W alone
@@ -144,7 +144,7 @@ class AGWMTrainer(Trainer):
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
             alphas = {k: v.detach().cpu() for k, v in self.model.state_dict().items()
                       if k.endswith((".alpha1", ".alpha2"))}
-            reuse.save(reuse.SavedSearch(alphas), Path(output_dir) / ALPHAS_FILE)
+            saved_search.save(saved_search.SavedSearch(alphas), Path(output_dir) / ALPHAS_FILE)
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 

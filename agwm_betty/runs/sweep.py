@@ -9,28 +9,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from agwm_betty import distributed, memory, workers
 from agwm_betty.data import fingerprint, heldout, subsample, tokenize
-from agwm_betty.experiment import (
-    Experiment,
-    TaskData,
-    base_record,
-    load_task,
-    planned_runs,
-    run_one,
-    save_search,
-    search_needed,
-    summary_line,
-)
-from agwm_betty.methods import get_method
-from agwm_betty.plm import load_tokenizer
-from agwm_betty.records import RUNS_FILE, append_record, model_dir_name, read_records, run_id
+from agwm_betty.methods import get_method, setting_defaults
+from agwm_betty.models.plm import load_tokenizer
+from agwm_betty.runs import memory, pool, torchrun
+from agwm_betty.runs.experiment import Experiment, base_record, planned_runs, search_needed
+from agwm_betty.runs.records import RUNS_FILE, append_record, model_dir_name, read_records, run_id
+from agwm_betty.runs.single_run import TaskData, load_task, run_one, save_search, summary_line
 
 
 def sweep_jobs(exp: Experiment) -> list[tuple[str, int, str]]:
     """The runs this sweep command covers, in the order it starts them: `planned_runs` for the whole
     sweep in one process; with `workers` > 1 or a `shard`, seed-major `planned_runs`, or the shard's deal
-    of it (`workers.shard`: of the whole list, so a shard does not depend on what is recorded).
+    of it (`pool.shard`: of the whole list, so a shard does not depend on what is recorded).
     Only a run that starts from another's saved search (mean-alpha from agwm's) reads another's
     output: it goes to the shard of that run, right after it (in a pool, it waits for that run to
     end); every other run searches, saves and logs under its own name, so any split of this list
@@ -40,7 +31,7 @@ def sweep_jobs(exp: Experiment) -> list[tuple[str, int, str]]:
     jobs = planned_runs(exp, seed_major=True)
     if exp.shard is None:
         return jobs
-    dealt = workers.shard([j for j in jobs if search_needed(exp, j) not in jobs], *exp.shard)
+    dealt = pool.shard([j for j in jobs if search_needed(exp, j) not in jobs], *exp.shard)
     for job in jobs:  # each dependent run right after the run it needs, in that run's shard
         needed = search_needed(exp, job)
         if needed in jobs and needed in dealt:
@@ -67,7 +58,8 @@ def run_sweep(exp: Experiment, log=print) -> list[dict]:
     exp.validate()
     _quiet_datasets(exp)
     path = Path(exp.output) / RUNS_FILE
-    done = {run_id(r) for r in read_records(path) if "hparams" in r}  # today's identity of each record
+    defaults = setting_defaults()
+    done = {run_id(r, defaults) for r in read_records(path) if "hparams" in r}  # today's identity of each record
     jobs = sweep_jobs(exp)
     plan = [(t, s, m) for t, s, m in jobs if base_record(exp, t, s, m)["run_id"] not in done]
     skipped = len(jobs) - len(plan)
@@ -130,8 +122,8 @@ class SweepRunner:
             self.subset = {(task, seed): (train, evaluation, (raw_train, raw_eval), subset_sha1)}
         train, evaluation, raw, subset_sha1 = self.subset[(task, seed)]
         record, result = run_one(exp, data, train, evaluation, tokenizer, task, seed, method_name,
-                                 curves=distributed.is_main_process(), raw=raw)
-        if not distributed.is_main_process():
+                                 curves=torchrun.is_main_process(), raw=raw)
+        if not torchrun.is_main_process():
             return None
         record["subset_sha1"] = subset_sha1
         if exp.save_models:
@@ -150,11 +142,11 @@ def _position(plan: list, job) -> int | None:
 
 
 def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> list[dict]:
-    """`plan` in `exp.workers` processes (`workers.run_pool`, each replaced by a fresh one after
+    """`plan` in `exp.workers` processes (`pool.run_pool`, each replaced by a fresh one after
     `exp.runs_per_worker` runs where that is set), each recording its own runs under
     runs.jsonl's lock; a progress bar over the runs here, failures reported as they happen."""
-    gpus = [] if exp.cfg.device == "cpu" else workers.visible_gpus()
-    threads = workers.threads_per_worker(exp.workers)
+    gpus = [] if exp.cfg.device == "cpu" else pool.visible_gpus()
+    threads = pool.threads_per_worker(exp.workers)
     count = min(exp.workers, len(plan))
     where = f"GPUs {','.join(gpus)}, round-robin" if gpus else f"CPU, {threads} torch thread(s) each"
     fresh = f", a fresh one every {exp.runs_per_worker} run(s)" if exp.runs_per_worker else ""
@@ -176,7 +168,7 @@ def _run_in_workers(exp: Experiment, plan: list[tuple[str, int, str]], log) -> l
         tqdm.write("FAILED {} seed={} {}: ".format(*job) + error, file=sys.stderr)
 
     with bar:
-        workers.run_pool(SweepRunner(child, keep_tasks=True), plan, exp.workers, gpus=gpus, threads=threads,
+        pool.run_pool(SweepRunner(child, keep_tasks=True), plan, exp.workers, gpus=gpus, threads=threads,
                          on_done=done, on_failed=failed, runs_per_worker=exp.runs_per_worker,
                          after=[_position(plan, search_needed(exp, job)) for job in plan])
     if failures:

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from agwm_betty import distributed
 from agwm_betty.config import Config
-from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, total_norm
-from agwm_betty.mixup import alpha_parameters
+from agwm_betty.core.surgery import alpha_parameters
+from agwm_betty.runs import torchrun
+from agwm_betty.runs.run_log import RunLog, alpha_curves, alpha_reference, total_norm
 
 
 class DivergenceError(RuntimeError):
@@ -90,7 +90,7 @@ FUSED_ADAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64
 
 
 def make_optimizer(groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Optimizer:
-    """AdamW, spelled `Adam(decoupled_weight_decay=True)` so Betty can rebuild it (BETTY_NOTES 2).
+    """AdamW, spelled `Adam(decoupled_weight_decay=True)` so Betty can rebuild it (docs/betty.md#pitfall-2).
     torch's fused implementation where every parameter allows it: one pass per tensor instead of
     a dozen (on a CPU, torch's default for-loop Adam took ~45 % of an MPNet-base step at 16 x 32
     tokens). Same update, summed in another order; note that it steps parameters without bumping
@@ -151,7 +151,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 class TrainStep:
     """One optimiser step of the shared loop (forward, backward, hooks, clipping, AdamW, schedule);
     `train_loop` calls it per batch, the step benchmark times it. Under a data-parallel launch
-    (`distributed.setup`) the loop feeds it this rank's slice of each global batch and the
+    (`torchrun.setup`) the loop feeds it this rank's slice of each global batch and the
     gradients are averaged over ranks right after the backward pass."""
 
     def __init__(
@@ -171,21 +171,21 @@ class TrainStep:
         self.scheduler = make_scheduler(self.optimizer, steps, cfg.warmup_ratio)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.trained = [p for g in groups for p in g["params"]]
-        self.data_parallel = distributed.setup(cfg.strategy, self.device)
+        self.data_parallel = torchrun.setup(cfg.strategy, self.device)
         self.grad_norm: torch.Tensor | None = None  # the last step's gradient norm, on the device
         self.measure_grad_norm = False  # without clipping, take the norm anyway (a log step)
 
     def __call__(self, batch: dict, step: int) -> float:
         """Train on `batch` (step number `step`); return its loss."""
         optimizer, scaler = self.optimizer, self.scaler
-        weight = distributed.pop_weight(batch)
+        weight = torchrun.pop_weight(batch)
         batch = to_device(batch, self.device)
         with autocast(self.cfg, self.device):
             loss = self.hooks.loss(self.model, batch)
         check_finite(loss, self.phase, step)
         (scaler.scale(loss) if scaler else loss).backward()
         if self.data_parallel:
-            distributed.all_reduce_grads_(self.trained, weight)
+            torchrun.all_reduce_grads_(self.trained, weight)
         if scaler:
             scaler.unscale_(optimizer)
         self.hooks.after_backward(self.model, step)
@@ -223,7 +223,7 @@ def train_loop(
     alpha_start = (alpha_reference(model) if log is not None and any(id(p) in trained for p in alpha_parameters(model))
                    else None)
     if train_step.data_parallel:
-        loader = distributed.ShardedLoader(loader)
+        loader = torchrun.ShardedLoader(loader)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
     losses = []
     model.train()

@@ -11,34 +11,28 @@ its code, and its W&B logger never calls `wandb.init`. Here the same classes wri
 own directory: `<output>/tb/<name>/` (TensorBoard) or `<output>/wandb/<name>/` (W&B, offline
 with `WANDB_MODE=offline`).
 
-The curves file always exists, logger or not: one JSON line per tag, `{"tag", "steps", "values"}`.
-Thinning: a point every `log_every` steps, until a curve holds `MAX_POINTS`; then every other point
-is dropped and only every second later point is taken, and so on (evenly spaced, first point kept);
-the last logged point is always kept.
+The curves file (`runs.curve_files`) always exists, logger or not.
 """
 from __future__ import annotations
 
 import importlib
-import json
-import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agwm_betty.core.betty_compat import BETTY_VERSION  # noqa: F401  (checks Betty before it is imported)
+
+# isort: split
 import torch
 from betty.logging.logger_base import LoggerBase
 from betty.logging.logger_tensorboard import TensorBoardLogger
 from betty.logging.logger_wandb import WandBLogger
 
 from agwm_betty.config import REPORT_TO
-from agwm_betty.jsonlines import read_objects
-from agwm_betty.mixup import layer_group, mixup_layers
-from agwm_betty.records import run_stem
+from agwm_betty.core.surgery import layer_group, mixup_layers
+from agwm_betty.runs.curve_files import CURVES_DIR, MAX_POINTS, Curve, write_curves
 
-MAX_POINTS = 500  # per curve in the curves file
-CURVES_DIR = "curves"
 LOG_DIRS = {"tensorboard": "tb", "wandb": "wandb"}  # the run directory's parent under <output>
 EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --report-to -> package (and setup.py extra)
 
@@ -56,34 +50,6 @@ def require_backend(report_to: str) -> None:
     except ImportError:
         raise ValueError(f"--report-to {report_to} needs the {package} package: "
                          f"pip install 'agwm-betty[{report_to}]' (or pip install {package})") from None
-
-
-def log_name(record: Mapping[str, Any]) -> str:
-    """File-system name of a run's curves and log directory: readable, and unique per run_id."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", run_stem(record))
-
-
-class Curve:
-    """One tag's points, at most `max_points` evenly spaced ones plus the last (module docstring)."""
-
-    def __init__(self, max_points: int = MAX_POINTS):
-        self.max_points, self.stride, self.offered = max_points, 1, 0
-        self.points: list[tuple[int, float]] = []
-        self.last: tuple[int, float] | None = None
-
-    def add(self, step: int, value: float) -> None:
-        if self.offered % self.stride == 0:
-            self.points.append((step, value))
-            if len(self.points) > self.max_points:
-                self.points, self.stride = self.points[::2], self.stride * 2
-        self.offered += 1
-        self.last = (step, value)
-
-    def kept(self) -> list[tuple[int, float]]:
-        """The points written to the curves file."""
-        if self.last is not None and (not self.points or self.points[-1] != self.last):
-            return [*self.points, self.last]
-        return list(self.points)
 
 
 class RouteTensorBoard(TensorBoardLogger):
@@ -202,22 +168,6 @@ def read_back(flat: Mapping[str, Any]) -> dict[str, float]:
         values = torch.stack([flat[k].detach().float().reshape(()) for k in keys]).tolist()
         out.update(zip(keys, values, strict=True))
     return {k: out[k] for k in flat}
-
-
-def write_curves(path: Path, curves: Mapping[str, list[tuple[int, float]]]) -> None:
-    """One JSON line per tag (non-finite values as null), written whole then renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"tag": tag, "steps": [s for s, _ in points],
-                         "values": [v if math.isfinite(v) else None for _, v in points]})
-             for tag, points in sorted(curves.items())]
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_curves(path: str | Path) -> dict[str, tuple[list[int], list[float | None]]]:
-    """Tag -> (steps, values) of a curves file."""
-    return {row["tag"]: (row["steps"], row["values"]) for _, row in read_objects(path)}
 
 
 # ---------------------------------------------------------------- what the levels log

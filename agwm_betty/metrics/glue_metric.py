@@ -1,7 +1,7 @@
 """GLUE's metrics as a local `evaluate` module: load it by path, it needs no network.
 
     import evaluate
-    from agwm_betty.metrics import GLUE_METRIC_PATH
+    from agwm_betty.metrics.scores import GLUE_METRIC_PATH
     glue = evaluate.load(GLUE_METRIC_PATH, "mrpc", keep_in_memory=True)
     glue.compute(predictions=[0, 1, 1], references=[0, 1, 0])   # {'accuracy': 0.667, 'f1': 0.8}
 

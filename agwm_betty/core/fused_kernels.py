@@ -29,7 +29,7 @@ import weakref
 
 import torch
 
-MIXUP_IMPLS = ("fused", "dense", "compiled")  # compiled: agwm_betty.compiled_mixup (rank 1; else fused)
+MIXUP_IMPLS = ("fused", "dense", "compiled")  # compiled: agwm_betty.core.compiled_kernels (rank 1; else fused)
 _impl = "fused"
 # Which of W's and the alphas' gradients the backward passes running now are asked for (see
 # `gradients_for`): autograd calls a Function's backward with every input's `needs_input_grad`,
@@ -40,7 +40,7 @@ _wanted = "all"
 
 def set_mixup_impl(name: str) -> None:
     """Choose how every mixup layer forms W~ (`MIXUP_IMPLS`): "fused" (eager, kept buffers; the
-    default), "dense" (the reference autograd path) or "compiled" (`compiled_mixup`)."""
+    default), "dense" (the reference autograd path) or "compiled" (`compiled_kernels`)."""
     global _impl
     if name not in MIXUP_IMPLS:
         raise ValueError(f"unknown mixup implementation {name!r}; choose from {', '.join(MIXUP_IMPLS)}")

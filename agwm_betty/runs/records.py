@@ -5,27 +5,27 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from agwm_betty.config import Config
-from agwm_betty.jsonlines import read_objects
+from agwm_betty.runs.jsonlines import read_objects
 
 RUNS_FILE = "runs.jsonl"
 
 
-def run_id(record: dict) -> str:
+def run_id(record: dict, defaults: Mapping[str, Any]) -> str:
     """Identity of a run: PLM, task, n, method, seed, the hyperparameters it depends on and, for a
     run without search, the saved alpha it started from (by content).
 
-    A hyperparameter at today's `Config` default leaves the digest, so a field added later (which
-    must default to the behaviour before it existed) keeps older records resumable. Records store
-    every value, so a changed default still separates old runs from new ones."""
-    digest = hashlib.sha1(json.dumps(_identity(record["hparams"]), sort_keys=True).encode()).hexdigest()[:10]
+    A hyperparameter at today's default (`defaults`: every setting's, the shared config's and each
+    method's own, `agwm_betty.methods.setting_defaults()`) leaves the digest, so a field added later
+    (which must default to the behaviour before it existed) keeps older records resumable. Records
+    store every value, so a changed default still separates old runs from new ones."""
+    digest = hashlib.sha1(json.dumps(_identity(record["hparams"], defaults), sort_keys=True).encode()).hexdigest()[:10]
     split = "" if record.get("eval_split", "dev") == "dev" else f"|{record['eval_split']}"
     reused = record.get("alphas_from")
     if reused:
@@ -43,15 +43,9 @@ def run_stem(record: dict) -> str:
     return f"{model_dir_name(record)}-{hashlib.sha1(record['run_id'].encode()).hexdigest()[:8]}"
 
 
-@functools.cache
-def _defaults() -> dict:
-    return Config().to_dict()
-
-
-def _identity(hparams: dict) -> dict:
-    """The hyperparameters that are not at their `Config` default; an int given for a float
+def _identity(hparams: dict, defaults: Mapping[str, Any]) -> dict:
+    """The hyperparameters that are not at their default; an int given for a float
     field counts as that float (epochs=5 from the API is the CLI's epochs=5.0)."""
-    defaults = _defaults()
     out = {}
     for k, v in hparams.items():
         if isinstance(defaults.get(k), float) and isinstance(v, int) and not isinstance(v, bool):

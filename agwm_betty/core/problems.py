@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from agwm_betty.core.betty_compat import BETTY_VERSION  # noqa: F401  (checks Betty before it is imported)
+
+# isort: split
 import torch
 from betty.configs import Config as ProblemConfig
 from betty.configs import EngineConfig
@@ -17,14 +20,15 @@ from betty.problems import ImplicitProblem
 from betty.utils import replace_none_with_zero
 from tqdm.auto import tqdm
 
-from agwm_betty import distributed
 from agwm_betty.config import Config
-from agwm_betty.curves import RunLog, alpha_curves, alpha_reference, hypergradient_norms, total_norm
-from agwm_betty.distributed import DISTRIBUTED_STRATEGIES, DistributedEngine
-from agwm_betty.fused_mixup import gradients_for
-from agwm_betty.hypergradients import BETTY_TYPES, SignalProbe, group_lrs, resolve_hypergradient
-from agwm_betty.mixup import alpha_parameters, clamp_alphas_, task_parameters
-from agwm_betty.train import divergence_error, task_loss
+from agwm_betty.core.fused_kernels import gradients_for
+from agwm_betty.core.hypergradients import BETTY_TYPES, group_lrs, resolve_hypergradient
+from agwm_betty.core.signal_probe import SignalProbe
+from agwm_betty.core.surgery import alpha_parameters, clamp_alphas_, task_parameters
+from agwm_betty.core.train_loop import divergence_error, task_loss
+from agwm_betty.runs import torchrun
+from agwm_betty.runs.run_log import RunLog, alpha_curves, alpha_reference, hypergradient_norms, total_norm
+from agwm_betty.runs.torchrun import DISTRIBUTED_STRATEGIES, DistributedEngine
 
 get_logger().setLevel(logging.WARNING)  # Betty logs every problem's wiring at INFO on stdout
 
@@ -40,8 +44,8 @@ class _SharedModuleProblem(ImplicitProblem):
     """A level that owns only part of the shared module's parameters; it records its losses.
 
     The overrides below replace the parts of Betty 0.2.1 that assume a module per problem, CUDA
-    or a batch per rank (see `agwm_betty.distributed`); on one process they change nothing but
-    autocast on CPU (Betty's is CUDA-only, BETTY_NOTES 8)."""
+    or a batch per rank (see `agwm_betty.runs.torchrun`); on one process they change nothing but
+    autocast on CPU (Betty's is CUDA-only, docs/betty.md#pitfall-8)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,7 +71,7 @@ class _SharedModuleProblem(ImplicitProblem):
 
     def log(self, stats, global_step):
         # Betty's `log` first formats an INFO line (silenced above) by reading each tensor back
-        # alone; the run's logger (agwm_betty.curves) reads them back in one transfer.
+        # alone; the run's logger (agwm_betty.runs.run_log) reads them back in one transfer.
         step = self._count if global_step is None or self.log_local_step else global_step
         self.logger.log(stats, tag=self._name, step=step)
 
@@ -114,7 +118,7 @@ class _SharedModuleProblem(ImplicitProblem):
             self.losses = torch.stack([torch.as_tensor(v).float() for v in self.losses]).tolist()
 
     def param_groups(self):
-        # Betty rebuilds the optimizer from these (BETTY_NOTES 2, 3): keep the groups we built
+        # Betty rebuilds the optimizer from these (docs/betty.md#pitfall-2 and #pitfall-3): keep the groups we built
         # (no weight decay on biases / LayerNorm), same count as the scheduler's lambdas.
         return [dict(group) for group in self.optimizer.param_groups]
 
@@ -135,16 +139,16 @@ class _SharedModuleProblem(ImplicitProblem):
     def patch_data_loader(self, loader):
         if self._strategy not in DISTRIBUTED_STRATEGIES:
             return super().patch_data_loader(loader)
-        return distributed.ShardedLoader(loader, self._world_size or 1, self._rank or 0)
+        return torchrun.ShardedLoader(loader, self._world_size or 1, self._rank or 0)
 
     def get_batch(self):
         batch = super().get_batch()
-        self.batch_weight = distributed.pop_weight(batch)
+        self.batch_weight = torchrun.pop_weight(batch)
         return batch
 
     def grad_callback(self):
         if self._strategy in DISTRIBUTED_STRATEGIES:
-            distributed.all_reduce_grads_(self.trainable_parameters(), self.batch_weight)
+            torchrun.all_reduce_grads_(self.trainable_parameters(), self.batch_weight)
 
 
 class Inner(_SharedModuleProblem):
@@ -251,7 +255,7 @@ class Outer(_SharedModuleProblem):
         # The direct term is already global (see backward); what is left is the hypergradient,
         # a mean over the inner problem's BLO-train batch, hence the inner's weight.
         if self._strategy in DISTRIBUTED_STRATEGIES:
-            distributed.all_reduce_grads_(self.trainable_parameters(), self.inner.batch_weight)
+            torchrun.all_reduce_grads_(self.trainable_parameters(), self.inner.batch_weight)
         if self.log_due():  # the direct term is None when Betty's own backward ran: the total alone
             total = [p.grad for p in self.trainable_parameters()]
             self._hypergradient = (hypergradient_norms(self._direct, total) if self._direct is not None
@@ -272,7 +276,7 @@ class Outer(_SharedModuleProblem):
         if path[1].config.type == BETTY_TYPES["first-order"]:  # the direct term alone: no v
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             if self._strategy in DISTRIBUTED_STRATEGIES:
-                distributed.all_reduce_([g for g in grads if g is not None], self.batch_weight)
+                torchrun.all_reduce_([g for g in grads if g is not None], self.batch_weight)
             self.set_grads(params, grads)
             if self.log_due():
                 self._direct = list(grads)
@@ -284,7 +288,7 @@ class Outer(_SharedModuleProblem):
         if self._strategy in DISTRIBUTED_STRATEGIES:
             # v and the direct term are means over the BLO-val batch: make them global before
             # darts perturbs W by eps * v (grad_callback later averages the BLO-train part)
-            distributed.all_reduce_([g for g in direct if g is not None] + list(vector), self.batch_weight)
+            torchrun.all_reduce_([g for g in direct if g is not None] + list(vector), self.batch_weight)
         self.set_grads(params, direct)
         if self.log_due():  # set_grads adds the implicit term out of place: these stay the direct term
             self._direct = list(direct)
@@ -358,7 +362,7 @@ def problem_configs(cfg: Config, log_step: int = -1) -> tuple[ProblemConfig, Pro
     )
     outer = ProblemConfig(
         type=kind,
-        first_order=True,  # gates the hypergradient in Betty 0.2.1 (BETTY_NOTES 5)
+        first_order=True,  # gates the hypergradient in Betty 0.2.1 (docs/betty.md#pitfall-5)
         retain_graph=True,  # only Betty's own outer backward needs it (see Outer.backward)
         precision=cfg.precision,
         log_step=log_step,
@@ -367,7 +371,7 @@ def problem_configs(cfg: Config, log_step: int = -1) -> tuple[ProblemConfig, Pro
 
 
 def engine_config(cfg: Config, steps: int) -> EngineConfig:
-    """Roll-back stays off: it restores the shared module and so undoes the alpha step (BETTY_NOTES 1)."""
+    """Roll-back stays off: it restores the shared module and so undoes the alpha step (docs/betty.md#pitfall-1)."""
     strategy = cfg.strategy
     if strategy == "default" and cfg.device:
         strategy = "gpu" if cfg.device.startswith("cuda") else "cpu"

@@ -21,3 +21,6 @@ def check_betty() -> str:
     if found != REQUIRED_BETTY:
         raise ImportError(FIX.format(req=REQUIRED_BETTY, found=found))
     return found
+
+
+BETTY_VERSION = check_betty()  # a module that imports Betty imports this first

@@ -1,12 +1,12 @@
 """W~ and its gradients in one compiled pass each (`--mixup-impl compiled`), for rank-1 alphas.
 
-With u (out x 1), v (1 x in) the alpha factors in W's storage layout (`fused_mixup.storage_factors`),
+With u (out x 1), v (1 x in) the alpha factors in W's storage layout (`fused_kernels.storage_factors`),
 the coefficients A = u v / r and B = (1 - u)(1 - v) / r are outer products. Formed inside a
 `torch.compile`d function (inductor writes a C++ loop on a CPU, a Triton kernel on a GPU), they are
 never stored: one pass reads W and W0 and writes W~ in the dtype the matmul reads (bf16 under
 autocast), and the backward reads the gradient G, W and W0 once to write dW = G * A and the two
 reductions du = sum_j G * (W v - W0 (1 - v)) / r, dv = sum_i G * (u W - (1 - u) W0) / r. No out x in
-buffer is kept: the eager paths (`fused_mixup`) keep W~ in fp32, its low-precision copy, and A, B W0
+buffer is kept: the eager paths (`fused_kernels`) keep W~ in fp32, its low-precision copy, and A, B W0
 or [G * W, G * W0] per layer. Frozen alphas (the finetune phase) take the same node: u and v need no
 gradient there, and only dW is formed.
 
@@ -23,7 +23,7 @@ import functools
 
 import torch
 
-from agwm_betty import fused_mixup
+from agwm_betty.core import fused_kernels
 
 
 def _mix(w: torch.Tensor, w0: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rank: int, convex: bool,
@@ -92,9 +92,9 @@ class CompiledMix(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         if torch.is_grad_enabled():  # a double backward (neumann, cg): the eager, differentiable formula
-            return fused_mixup.FusedMix.backward(ctx, grad)[:7]
+            return fused_kernels.FusedMix.backward(ctx, grad)[:7]
         weight, weight0, u, v = ctx.saved_tensors
-        group = fused_mixup.gradient_group()
+        group = fused_kernels.gradient_group()
         need_w = ctx.needs_input_grad[0] and group != "alpha"
         need_uv = (ctx.needs_input_grad[2] or ctx.needs_input_grad[3]) and group != "task"
         grad_w = grad_u = grad_v = None

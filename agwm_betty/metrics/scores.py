@@ -1,5 +1,5 @@
 """Metrics through Hugging Face `evaluate`, offline: the GLUE metrics ship with the package as a local
-`evaluate` module (`metric_scripts/glue.py`, the hub `glue` metric's configurations and keys, the
+`evaluate` module (`glue_metric.py` beside this one, the hub `glue` metric's configurations and keys, the
 arithmetic scikit-learn's and scipy's), loaded by path, so nothing is fetched at run time. A user's
 own `evaluate` module (a local script or directory) serves a custom dataset (`--metric`).
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from agwm_betty.data import GLUE_TASKS, TaskSpec, get_task
 
-GLUE_METRIC_PATH = str(Path(__file__).with_name("metric_scripts") / "glue.py")
+GLUE_METRIC_PATH = str(Path(__file__).with_name("glue_metric.py"))
 REGRESSION_METRICS = ("pearson", "spearman")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 # the package's metric name -> (the GLUE configuration that reports it, its key there)

@@ -7,20 +7,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from agwm_betty import distributed
 from agwm_betty.config import Config
-from agwm_betty.curves import RunLog
-from agwm_betty.data import blo_splits, make_loader
-from agwm_betty.hypergradients import SignalProbe
-from agwm_betty.mixup import (
+from agwm_betty.core.problems import build_engine, release
+from agwm_betty.core.signal_probe import SignalProbe
+from agwm_betty.core.surgery import (
     alpha_parameters,
     mixup_layers,
     named_task_parameters,
     release_buffers,
     set_alphas_trainable,
 )
-from agwm_betty.problems import build_engine, release
-from agwm_betty.train import (
+from agwm_betty.core.train_loop import (
     Hooks,
     check_precision,
     decay_groups,
@@ -31,6 +28,9 @@ from agwm_betty.train import (
     resolve_device,
     train_loop,
 )
+from agwm_betty.data import blo_splits, make_loader
+from agwm_betty.runs import torchrun
+from agwm_betty.runs.run_log import RunLog
 
 ALPHA_KEYS = (".alpha1", ".alpha2")
 
@@ -86,8 +86,8 @@ def search_phase(
     start, pretrained = _start_state(model, skip_pretrained=cfg.average_task_weights)
     earlier, split_alphas, inner_losses, outer_losses, steps, signal, clamp = [], [], [], [], 0, [], []
     splits = blo_splits(len(train), cfg.K, cfg.split_ratio, seed)
-    assigned = distributed.assigned_splits(splits, cfg.strategy, resolve_device(cfg))  # sets up the ranks first
-    parallel = distributed.splits_parallel(cfg.strategy)  # the ranks run disjoint splits: meet once
+    assigned = torchrun.assigned_splits(splits, cfg.strategy, resolve_device(cfg))  # sets up the ranks first
+    parallel = torchrun.splits_parallel(cfg.strategy)  # the ranks run disjoint splits: meet once
     for position, (k, (train_idx, val_idx)) in enumerate(assigned):
         _restore(model, start, pretrained)
         if position == len(assigned) - 1 and cfg.average_task_weights:
@@ -98,7 +98,7 @@ def search_phase(
             seed=seed * 1000 + k, learn_alpha=learn_alpha, desc=f"search {k + 1}/{cfg.K}",
             log=None if log is None else log.scoped(f"search/split{k}"),
         )
-        with distributed.split_rng(seed * 1000 + k, resolve_device(cfg)):  # the same masks on any rank
+        with torchrun.split_rng(seed * 1000 + k, resolve_device(cfg)):  # the same masks on any rank
             engine.run()
         inner_losses.append(engine.inner.losses)
         outer_losses.append(engine.outer.losses if learn_alpha else [])
@@ -114,7 +114,7 @@ def search_phase(
     keep_start = None if cfg.average_task_weights else start  # the starting task weights, alphas averaged
     del start
     if parallel:
-        averaged = distributed.average_over_ranks(earlier, cfg.K)
+        averaged = torchrun.average_over_ranks(earlier, cfg.K)
         if keep_start is not None:
             averaged = {k: (v if k.endswith(ALPHA_KEYS) else keep_start[k]) for k, v in averaged.items()}
         model.load_state_dict(averaged)
@@ -125,7 +125,7 @@ def search_phase(
     set_alphas_trainable(model, False)
     release_buffers(model)  # the search's W~ and scratch: the finetune phase writes its own
     if parallel:  # every split's traces on every rank (rank 0 writes the record), in split order
-        split_alphas, inner_losses, outer_losses, signal, clamp = distributed.gather_splits(
+        split_alphas, inner_losses, outer_losses, signal, clamp = torchrun.gather_splits(
             cfg.K, split_alphas, inner_losses, outer_losses, signal, clamp)
     return SearchResult(snapshot(model) if keep_state else None, split_alphas, inner_losses, outer_losses, steps,
                         time.perf_counter() - started, signal, clamp)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from agwm_betty import weights
+from agwm_betty.models import weight_files
 
 PLM_REGISTRY: dict[str, str] = {
     "bert-large": "bert-large-cased",  # the authors' choice
@@ -37,8 +37,8 @@ def resolve_plm(name: str) -> str:
     """Registry name -> HF id or local path; anything else is passed through as an HF id or directory."""
     if name == "minilm":
         return str(embedded_model_path())
-    if name in weights.SPLIT_PLMS:  # assembled by the opt-in setup (agwm_betty/weights.py)
-        return str(weights.model_dir(weights.SPLIT_PLMS[name]))
+    if name in weight_files.SPLIT_PLMS:  # assembled by the opt-in setup (agwm_betty/models/weight_files.py)
+        return str(weight_files.model_dir(weight_files.SPLIT_PLMS[name]))
     return PLM_REGISTRY.get(name, name)
 
 
@@ -78,8 +78,8 @@ def check_plm(name: str) -> str:
     from transformers import AutoConfig
 
     path = resolve_plm(name)
-    if name in weights.SPLIT_PLMS:
-        if not weights.is_assembled(weights.SPLIT_PLMS[name]):
+    if name in weight_files.SPLIT_PLMS:
+        if not weight_files.is_assembled(weight_files.SPLIT_PLMS[name]):
             raise PLMError(f"PLM {name!r} is not installed (opt-in): run bash scripts/setup.sh --plm {name}")
         return path
     if os.path.isdir(path):

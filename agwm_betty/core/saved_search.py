@@ -9,13 +9,15 @@ phase exactly: with the same data and seed it ends in the same model.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from agwm_betty.mixup import load_alpha_state_dict
+from agwm_betty.core.surgery import load_alpha_state_dict
 
 FORMAT = "agwm-betty saved search, v1"
 _ALPHA_KEYS = (".alpha1", ".alpha2")
@@ -65,7 +67,7 @@ def save(search: SavedSearch, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> SavedSearch:
-    """Read a file written by `save`, or by `mixup.save_alphas` (alphas only); ValueError if it is neither."""
+    """Read a file written by `save`, or by `surgery.save_alphas` (alphas only); ValueError if it is neither."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file (a saved alpha from --save-alphas or save_alphas)")
@@ -100,3 +102,18 @@ def apply(model: nn.Module, search: SavedSearch, task_weights: bool = False) -> 
     load_alpha_state_dict(model, search.alphas)
     if task_weights and search.rng is not None:
         set_random_state(search.rng)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str, mtime_ns: int, size: int) -> tuple[SavedSearch, str]:
+    return load(path), hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def load_cached(path: str | Path) -> tuple[SavedSearch, str]:
+    """The saved search in `path` and its file's SHA-1, read once per version of the file (a sweep
+    asks for the same one run after run); ValueError if there is no such file."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ValueError(f"--alphas-from {path}: no such file")
+    stat = path.stat()
+    return _load_cached(str(path), stat.st_mtime_ns, stat.st_size)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agwm_betty.jsonlines import read_objects
 from agwm_betty.report.names import hypergradient_of, method_label
+from agwm_betty.runs.jsonlines import read_objects
 
 REQUIRED = ("task", "n", "method", "seed", "metric")
 

@@ -5,7 +5,7 @@ the hyperparameters (batch 16) mean what they mean in one process, and a run on 
 follows the single-process run on the same global batches. Gradients are averaged with weights
 n_rank / n_global (exact even when the last batch does not split evenly).
 
-Betty 0.2.1's own distributed path does not fit this package (BETTY_NOTES 7): it assumes CUDA
+Betty 0.2.1's own distributed path does not fit this package (docs/betty.md#pitfall-7): it assumes CUDA
 (`configure_systems` divides by `torch.cuda.device_count()`), refuses a world size of 1, destroys
 the process group at the end of every `Engine.run` (the search phase builds one engine per split),
 wraps the module in DDP once per problem (our two problems share one module, and the outer and
@@ -42,6 +42,9 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from agwm_betty.core.betty_compat import BETTY_VERSION  # noqa: F401  (checks Betty before it is imported)
+
+# isort: split
 import torch
 import torch.distributed as dist
 from betty.engine import Engine

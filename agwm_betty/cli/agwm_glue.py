@@ -53,7 +53,7 @@ def positive_int(flag: str):
 
 def shard_arg(value: str) -> tuple[int, int]:
     """'2/8' -> (2, 8): shard 2 of 8, 0-based."""
-    from agwm_betty.workers import parse_shard
+    from agwm_betty.runs.pool import parse_shard
 
     try:
         return parse_shard(value)
@@ -65,11 +65,24 @@ def comma_list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def add_flag(group, f) -> None:
+    """The flag of a config dataclass field: --name-with-dashes, its help and default from the field;
+    default None, so that a flag given explicitly overrides the preset and the method's defaults."""
+    flag = "--" + f.name.replace("_", "-")
+    if f.type in ("bool", bool):
+        group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{f.metadata['help']} (default {f.default!r})")
+    else:
+        kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        group.add_argument(flag, dest=f.name, type=kind, default=None,
+                           help=f"{f.metadata['help']} (default {f.default!r})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agwm_betty.config import Config
     from agwm_betty.data import TASK_NAMES
     from agwm_betty.methods import METHODS
-    from agwm_betty.plm import DEFAULT_PLM, PLM_REGISTRY
+    from agwm_betty.models.plm import DEFAULT_PLM, PLM_REGISTRY
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -140,32 +153,43 @@ def build_parser() -> argparse.ArgumentParser:
                              "own scale, and KEY (default: the module's name) ranks the runs. Default: accuracy "
                              "(and F1 for two classes), Spearman for regression, on a 0-100 scale")
 
-    hyper = parser.add_argument_group("hyperparameters (defaults: the paper, appendix D)")
-    from agwm_betty.config import PRESETS
+    from agwm_betty.config import PRESETS, SECTIONS
+    from agwm_betty.methods import METHOD_CONFIGS
 
+    group = parser.add_argument_group("hyperparameters (defaults: the paper, appendix D)")
     official = ", ".join(f"{k}={v}" for k, v in PRESETS["official"].items())
-    hyper.add_argument("--preset", default="paper",
+    group.add_argument("--preset", default="paper",
                        help=f"named defaults: {', '.join(PRESETS)}. paper = the paper's text; official = what the "
                             f"official code ran ({official}). Explicit flags override the preset. (default paper)")
     for f in fields(Config):  # default None: a flag given explicitly overrides the preset
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            hyper.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{f.metadata['help']} (default {f.default!r})")
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            hyper.add_argument(flag, dest=f.name, type=kind, default=None,
-                               help=f"{f.metadata['help']} (default {f.default!r})")
+        if f.name in SECTIONS:
+            group = parser.add_argument_group(SECTIONS[f.name])
+        if f.metadata.get("cli", True):
+            add_flag(group, f)
+    added = set(Config.field_names())
+    for name, config_class in METHOD_CONFIGS.items():  # a group per method with options of its own
+        summary = (config_class.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        group = parser.add_argument_group(f"--methods {name}: {summary}")
+        for f in fields(config_class):
+            if f.name not in added:  # an option two methods share (num_virtual_tokens) appears once
+                add_flag(group, f)
+                added.add(f.name)
     return parser
 
 
 def experiment_from_args(args: argparse.Namespace):
     """The library's `Experiment` for parsed arguments (everything the CLI does is reachable from Python)."""
     from agwm_betty.config import Config
-    from agwm_betty.experiment import CustomTask, Experiment
+    from agwm_betty.methods import METHOD_CONFIGS
+    from agwm_betty.runs.experiment import CustomTask, Experiment
 
-    explicit = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
-    cfg = Config.preset(args.preset, **explicit)
+    explicit = {name: getattr(args, name) for name in Config.field_names() if getattr(args, name) is not None}
+    methods = {}
+    for name, config_class in METHOD_CONFIGS.items():
+        given = {f.name: getattr(args, f.name) for f in fields(config_class) if getattr(args, f.name) is not None}
+        if given:
+            methods[name] = config_class(**given)
+    cfg = Config.preset(args.preset, methods=methods, **explicit)
     custom = None
     if args.metric and not (args.train_file or args.validation_file):
         raise ValueError("--metric scores a custom dataset (--train-file ...); GLUE tasks keep GLUE's metrics")
@@ -176,7 +200,7 @@ def experiment_from_args(args: argparse.Namespace):
         if missing:
             raise ValueError(f"a custom dataset also needs {', '.join(missing)}")
         if args.metric:  # a bad module fails here, before any model is loaded
-            from agwm_betty.metrics import metric_module_spec
+            from agwm_betty.metrics.scores import metric_module_spec
 
             metric_module_spec(args.metric)
         custom = CustomTask(args.train_file, args.validation_file, list(args.text_columns), args.label_column,
@@ -190,8 +214,8 @@ def experiment_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from agwm_betty.sweep import SweepError, run_sweep
-    from agwm_betty.train import DivergenceError
+    from agwm_betty.core.train_loop import DivergenceError
+    from agwm_betty.runs.sweep import SweepError, run_sweep
 
     try:
         records = run_sweep(experiment_from_args(args))

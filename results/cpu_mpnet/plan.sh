@@ -1,7 +1,7 @@
 # #34's plan, run by `bash scripts/sweep.sh start results/cpu_mpnet [HOURS]` (README.md here):
 # MPNet-base on its bf16-rounded weights, every run in bf16 on the CPU.
 #   1. the recipe, on held-out training data only: vanilla on seed 0's n = 300 subset, scored on 500
-#      other training examples, for the candidates (lr, epochs) of ../gpu_mpnet/pick_recipe.py;
+#      other training examples, for the candidates (lr, epochs) of scripts/pick_recipe.py;
 #      its committed rule then picks (lr, epochs);
 #   2. the grid: vanilla, vanilla-matched, random-alpha, agwm (darts-paper) at n = 300 on dev,
 #      seeds 0-4 seed-major, K = 2, 3 search epochs, the recipe's lr (both phases) and epochs;
@@ -28,7 +28,7 @@ plan() {
     echo "$(stamp) the recipe has $recorded of $wanted runs (a run failed: see above); no grid without it"
     return 1
   fi
-  read -r lr epochs < <("$PY" results/gpu_mpnet/pick_recipe.py "$OUT_DIR/recipe/runs.jsonl" --tasks "$recipe_tasks" \
+  read -r lr epochs < <("$PY" scripts/pick_recipe.py "$OUT_DIR/recipe/runs.jsonl" --tasks "$recipe_tasks" \
     --plm "$plm" --shell)
   echo "$(stamp) recipe (pick_recipe.py's rule): lr $lr, $epochs epochs"
   for tasks in "${groups[@]}"; do

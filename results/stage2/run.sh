@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 2 of the outer-level study (#12): the full pipeline (K = 2 searches, then alpha fixed and
-# W finetuned 5 epochs on all n) with the recipe of the GPU grid (results/reproduce_gpu.sh:
+# W finetuned 5 epochs on all n) with the recipe of the GPU grid (scripts/reproduce_gpu.sh:
 # MiniLM, n = 300, lr 1e-4, fp32), on this project's CPUs.
 #   dev/      the answer: GLUE dev set, seeds 0-4 (the final seeds, as in the GPU grid), agwm (the
 #             paper's setting, darts-paper), vanilla-matched, random-alpha and vanilla, task by

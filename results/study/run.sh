@@ -9,8 +9,8 @@
 # Protocol: MiniLM, STS-B and SST-2, n = 300, one 80/20 split (K = 1), 3 search epochs (the
 # paper's), --epochs 0 (no finetune phase: the model is scored as the search left it, so the screen
 # costs the search alone), W lr 1e-4 (the CPU recipe, results/recipe/). Every record carries the
-# per-layer alpha change and the signal probe; table.py compares the alpha change patterns between
-# seeds of one task and between tasks of one seed.
+# per-layer alpha change and the signal probe; scripts/results/study_table.py compares the alpha
+# change patterns between seeds of one task and between tasks of one seed.
 # Resumable: finished runs are lines of $OUT/runs.jsonl and re-running skips them. Two lanes, one
 # thread each, arm by arm, so a partial study has whole arms: first the screen's arms on seeds 100
 # and 101, then the controls and the unroll arms on seeds 100-104, then the longer search's STS-B
@@ -19,7 +19,7 @@
 # lane 2 the others, so the lanes take about as long.
 #   bash results/study/run.sh                 # logs in results/logs/study-*.log
 #   STAGES="longer later" bash results/study/run.sh  # only these stages (skips recorded ones fast)
-#   .venv/bin/python results/study/table.py   # -> results/study/table.md
+#   .venv/bin/python scripts/results/study_table.py   # -> results/study/table.md
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}

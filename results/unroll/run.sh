@@ -7,7 +7,7 @@
 # thread each; within a lane seed by seed, so a partial table has every T for its first seeds.
 # The hypergradient is pinned to darts (Betty 0.2.1), what the study's first records ran.
 #   bash results/unroll/run.sh                 # logs in results/logs/unroll-*.log
-#   .venv/bin/python results/unroll/table.py   # -> results/unroll/table.md
+#   .venv/bin/python scripts/results/unroll_table.py   # -> results/unroll/table.md
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}

@@ -7,8 +7,8 @@ metric on the 0-100 scale, on 500 training examples outside the subset, never th
 to fewer epochs, then the smaller lr. If no candidate is complete (a cut stage), the paper's BERT-large
 recipe (lr 2e-5, 3 epochs) is used, and the table says so.
 
-    python results/gpu_mpnet/pick_recipe.py results/gpu_mpnet/recipe/runs.jsonl            # table + choice
-    python results/gpu_mpnet/pick_recipe.py results/gpu_mpnet/recipe/runs.jsonl --shell    # "LR EPOCHS" only
+    python scripts/pick_recipe.py results/gpu_mpnet/recipe/runs.jsonl            # table + choice
+    python scripts/pick_recipe.py results/gpu_mpnet/recipe/runs.jsonl --shell    # "LR EPOCHS" only
 
 The table goes to stderr with --shell, so `read LR EPOCHS < <(pick_recipe.py ... --shell)` works.
 """

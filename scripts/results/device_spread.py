@@ -2,7 +2,7 @@
 same hypergradient), |GPU grid - stage 2 dev| on the same task, n, seed and subset (the same
 recipe and code path, another device), mean and max.
 
-    .venv/bin/python results/stage2/device_spread.py [task] [gpu runs]  # default stsb gpu/runs.jsonl
+    .venv/bin/python scripts/results/device_spread.py [task] [gpu runs]  # default stsb gpu/runs.jsonl
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 
 from agwm_betty.report import load_records, pair_by_seed, select
 
-ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parents[2] / "results"  # the runs paths below are relative to it
 
 
 def main(task: str = "stsb", gpu_runs: str = "gpu/runs.jsonl") -> None:
-    gpu, cpu = (load_records([ROOT / p]) for p in (gpu_runs, "stage2/dev/runs.jsonl"))
+    gpu, cpu = (load_records([RESULTS / p]) for p in (gpu_runs, "stage2/dev/runs.jsonl"))
     for method in ("vanilla-matched", "random-alpha", "vanilla", "agwm"):
         rows = [select(runs, task=task, n=300, method=method) for runs in (gpu, cpu)]
         hypergradients = [{r["hparams"].get("hypergradient") for r in runs} for runs in rows]

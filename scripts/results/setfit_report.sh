@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# #36's report: `bash results/setfit/report.sh` (from the repository root) writes tables.md, the CSVs
+# #36's report: `bash scripts/results/setfit_report.sh` (from the repository root) writes tables.md, the CSVs
 # and the figures here from
 #   runs.jsonl    this folder's own runs (vanilla, setfit, lora; this CPU, plan.sh), and
 #   reused.jsonl  the MiniLM dev grid's vanilla-matched and agwm records (../gpu_dev/, one H200) on

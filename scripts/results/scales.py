@@ -2,7 +2,7 @@
 mean ± std per task and its average, and agwm's paired difference to vanilla-matched (wins/seeds,
 paired p); the paper's BERT-large numbers in rows of their own. #34's two-scale answer:
 
-    .venv/bin/python results/scales.py --seeds 0-4 --tasks sst2,stsb,mrpc,cola \\
+    .venv/bin/python scripts/results/scales.py --seeds 0-4 --tasks sst2,stsb,mrpc,cola \\
         --scale "MiniLM 22M=results/gpu_dev/runs.jsonl" \\
         --scale "MPNet-base 110M=results/cpu_mpnet/runs.jsonl" --out results/scales.md
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text, end="")
     if args.out:
         command = shlex.join(sys.argv[1:] if argv is None else argv)
-        args.out.write_text(f"<!-- made by: python results/scales.py {command} -->\n{text}", encoding="utf-8")
+        args.out.write_text(f"<!-- made by: python scripts/results/scales.py {command} -->\n{text}", encoding="utf-8")
     return 0
 
 

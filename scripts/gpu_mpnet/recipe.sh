@@ -7,8 +7,8 @@
 # Runs on the CPU or a GPU; resumable (recorded runs are skipped); one glue.py job per (candidate,
 # task), candidate by candidate, WORKERS at a time; with BUDGET_S, no job starts or runs past that
 # many seconds from the start (the rule only counts complete candidates).
-#   bash results/gpu_mpnet/recipe.sh                                  # CPU: 20 runs, 2 at a time
-#   PY=python3 GLUE_DIR=/tmp/glue WORKERS=20 BUDGET_S=200 bash results/gpu_mpnet/recipe.sh   # the device
+#   bash scripts/gpu_mpnet/recipe.sh                                  # CPU: 20 runs, 2 at a time
+#   PY=python3 GLUE_DIR=/tmp/glue WORKERS=20 BUDGET_S=200 bash scripts/gpu_mpnet/recipe.sh   # the device
 # TINY=1 rehearses the plumbing in minutes (RTE and SST-2, n = 16, 2 steps, 2 candidates).
 # PLM: mpnet-base-bf16 (default; the grid's weights: every arm and the recipe use the same ones).
 set -uo pipefail
@@ -38,4 +38,4 @@ job() {  # job LR EPOCHS TASK: one vanilla run, stopped at the budget
 export -f job
 for c in "${CANDIDATES[@]}"; do for t in $TASKS; do echo "$c $t"; done; done | xargs -P "${WORKERS:-2}" -L 1 bash -c 'job "$@"' _
 echo "$(wc -l <"$OUT_DIR/runs.jsonl" 2>/dev/null || echo 0) runs recorded in $OUT_DIR/runs.jsonl"
-"$PY" results/gpu_mpnet/pick_recipe.py "$OUT_DIR/runs.jsonl" --tasks "${TASKS// /,}" --plm "$PLM"
+"$PY" scripts/pick_recipe.py "$OUT_DIR/runs.jsonl" --tasks "${TASKS// /,}" --plm "$PLM"

@@ -7,8 +7,8 @@
 # Seed-major: per seed, per task, three jobs (agwm, agwm first-order, the three controls in one
 # process), so a cut lease leaves whole paired seeds; every arm of a seed shares its subset.
 # Resumable (recorded runs are skipped); BUDGET_S: no job starts or runs past that many seconds.
-#   SEEDS="0 1 2 3 4" bash results/gpu_mpnet/grid.sh                                # CPU
-#   PY=python3 GLUE_DIR=/tmp/glue WORKERS=15 BUDGET_S=400 SEEDS="0 1 2 3 4" bash results/gpu_mpnet/grid.sh
+#   SEEDS="0 1 2 3 4" bash scripts/gpu_mpnet/grid.sh                                # CPU
+#   PY=python3 GLUE_DIR=/tmp/glue WORKERS=15 BUDGET_S=400 SEEDS="0 1 2 3 4" bash scripts/gpu_mpnet/grid.sh
 # TINY=1 rehearses the plumbing (RTE and SST-2, n = 16, 2 steps, one seed, held-out eval).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,7 @@ else
   TASKS="cola rte mrpc stsb sst2" SEEDS=${SEEDS:-0 1 2 3 4} N=300
   SIZE_ARGS="--n $N --K 2 --search-epochs 3"
 fi
-read -r LR EPOCHS < <("$PY" results/gpu_mpnet/pick_recipe.py "$RECIPE_RUNS" --tasks "${TASKS// /,}" --plm "$PLM" --shell)
+read -r LR EPOCHS < <("$PY" scripts/pick_recipe.py "$RECIPE_RUNS" --tasks "${TASKS// /,}" --plm "$PLM" --shell)
 echo "recipe from $RECIPE_RUNS: lr $LR, $EPOCHS epochs (pick_recipe.py's rule)"
 export SIZE_ARGS LR EPOCHS
 

@@ -12,7 +12,7 @@
    benchmarks/bench_step.py's).
 3. Per seed: every five-seed arm's score on each seed.
 
-    .venv/bin/python results/study/table.py [runs.jsonl] [--out table.md]
+    .venv/bin/python scripts/results/study_table.py [runs.jsonl] [--out table.md]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agwm_betty.report import fmt_p, load_records, pair_by_seed, paired_summary, pattern_correlations, select
 
-HERE = Path(__file__).parent
+STUDY = Path(__file__).resolve().parents[2] / "results" / "study"  # its runs.jsonl and table.md
 BASE = "agwm"  # arm labels list the hyperparameters that differ from this method's paper setting
 SCREEN_SEEDS = (100, 101)
 CONTROL, RANDOM, PAPER = "vanilla-matched", "random-alpha sigma=0.005", "agwm (paper)"
@@ -186,8 +186,8 @@ def tables(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="?", default=HERE / "runs.jsonl", type=Path)
-    parser.add_argument("--out", default=HERE / "table.md", type=Path)
+    parser.add_argument("runs", nargs="?", default=STUDY / "runs.jsonl", type=Path)
+    parser.add_argument("--out", default=STUDY / "table.md", type=Path)
     args = parser.parse_args()
     text = tables(load_records([args.runs], warn=False))  # a run recorded twice is the same run
     args.out.write_text(text)

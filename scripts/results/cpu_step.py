@@ -2,8 +2,8 @@
 """Seconds per vanilla training step of an opt-in PLM on this CPU, on real GLUE batches: the figure
 that says whether the MPNet recipe (recipe.sh) can run on the CPU in the background.
 
-    .venv/bin/python results/gpu_mpnet/cpu_step.py --threads 1 --tasks rte sst2
-    .venv/bin/python results/gpu_mpnet/cpu_step.py --threads 2
+    .venv/bin/python scripts/results/cpu_step.py --threads 1 --tasks rte sst2
+    .venv/bin/python scripts/results/cpu_step.py --threads 2
 
 One step = forward, backward, clip and AdamW update at --batch-size sentences (pairs) from the first
 training rows of each task, padded to the batch's longest (max 128 tokens), as glue.py trains.
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from agwm_betty.plm import load_plm  # noqa: E402
+from agwm_betty.models.plm import load_plm  # noqa: E402
 
 COLUMNS = {"rte": ("RTE", "sentence1", "sentence2"), "sst2": ("SST-2", "sentence", None),
            "cola": ("CoLA", None, None), "mrpc": ("MRPC", "#1 String", "#2 String"),

@@ -17,10 +17,10 @@
 # nothing in it. SWEEP_COMMIT=<commit> runs that commit's code and plan instead (to finish a grid, or
 # a part of it, on the code its first records ran); the results still go to DIR here. Its log is DIR/sweep.log. WORKERS (default 1) processes of THREADS torch threads
 # each (default 1); one worker keeps glue.py's seed-major order through --shard 0/1 (the whole
-# list dealt to one shard), so a cut sweep leaves whole paired seeds. Each worker process runs
-# RUNS_PER_WORKER runs (default 1) and a fresh one takes over (`glue.py --runs-per-worker`): before #45
-# a process that ran many MPNet-base runs grew to 13-17 GiB; since, one process stays flat over eight
-# MiniLM runs (benchmarks/bench_rss.py), but MPNet-base's workers are not yet measured that way.
+# list dealt to one shard), so a cut sweep leaves whole paired seeds. A worker process runs its whole
+# share; RUNS_PER_WORKER=N retires it after N runs for a fresh one (`glue.py --runs-per-worker`). Before
+# #45 a process that ran many MPNet-base runs grew to 13-17 GiB; since, one stays near 1 GiB over eight
+# MPNet-base runs (+224 MiB from run 2 to 8; benchmarks/bench_rss.py, results/bench/rss_mpnet.txt).
 # TINY=1 is passed to the plan, for a rehearsal of its plumbing into a scratch OUT_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -72,7 +72,7 @@ case "$command" in
     WORKERS=${WORKERS:-1} THREADS=${THREADS:-1}
     export OMP_NUM_THREADS=$THREADS TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
     POOL="--workers $WORKERS"; [ "$WORKERS" = 1 ] && POOL="--workers 1 --shard 0/1"
-    POOL="$POOL --runs-per-worker ${RUNS_PER_WORKER:-1}"  # a fresh process a run: memory does not pile up
+    [ -n "${RUNS_PER_WORKER:-}" ] && POOL="$POOL --runs-per-worker $RUNS_PER_WORKER"  # default: long-lived workers
     stamp() { date -u +%FT%TZ; }
     glue() {  # glue ARGS...: one glue.py, stopped at the time limit; a cut ends the sweep (exit 0)
       local left=$((END - $(date +%s))) rc

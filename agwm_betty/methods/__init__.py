@@ -35,7 +35,8 @@ METHOD_CONFIGS: dict[str, type[MethodConfig]] = {m.name: m.config_class for m in
 def setting_defaults() -> dict[str, Any]:
     """Every setting's default by name: the shared config's and each method's own (their names never
     collide): what a run's identity leaves out (`runs.records.run_id`)."""
-    defaults = {name: getattr(Config(), name) for name in Config.field_names()}
+    shared = Config()
+    defaults = {name: getattr(shared, name) for name in Config.field_names()}
     for config_class in METHOD_CONFIGS.values():
         defaults.update(config_class().to_dict())
     return defaults

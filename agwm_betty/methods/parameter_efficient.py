@@ -42,29 +42,36 @@ class LoRAConfig(MethodConfig):
 
 
 @dataclass
-class PrefixConfig(MethodConfig):
-    """Prefix-Tuning's options (the PEFT library's prefix-tuning example)."""
+class VirtualTokensConfig(MethodConfig):
+    """What prompt learning's two methods share: the number of trainable virtual tokens."""
 
-    prefix_lr: float = option(1e-2, "learning rate (the PEFT library's prefix-tuning example)")
     num_virtual_tokens: int = option(20, "number of virtual tokens (prefix and prompt)")
 
-    def validate(self) -> PrefixConfig:
-        require_positive(self, "prefix_lr")
+    def validate(self) -> VirtualTokensConfig:
         require_count(self, "num_virtual_tokens")
         return self
 
 
 @dataclass
-class PromptConfig(MethodConfig):
+class PrefixConfig(VirtualTokensConfig):
+    """Prefix-Tuning's options (the PEFT library's prefix-tuning example)."""
+
+    prefix_lr: float = option(1e-2, "learning rate (the PEFT library's prefix-tuning example)")
+
+    def validate(self) -> PrefixConfig:
+        require_positive(self, "prefix_lr")
+        return super().validate()
+
+
+@dataclass
+class PromptConfig(VirtualTokensConfig):
     """Prompt Tuning's options (the PEFT library's prompt-tuning example)."""
 
     prompt_lr: float = option(1e-3, "learning rate (the PEFT library's prompt-tuning example)")
-    num_virtual_tokens: int = option(20, "number of virtual tokens (prefix and prompt)")
 
     def validate(self) -> PromptConfig:
         require_positive(self, "prompt_lr")
-        require_count(self, "num_virtual_tokens")
-        return self
+        return super().validate()
 
 
 def head_modules(ctx: RunContext) -> list[str]:
